@@ -1,0 +1,52 @@
+"""Shared CLI helpers: one-line errors, JSON output, rich console."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from qdlab.errors import QdlabError
+
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"]) or "input"
+            parts.append(f"{loc}: {err['msg']}")
+        return "invalid input: " + "; ".join(parts)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return " ".join(str(exc).split())
+
+
+def guarded(fn: F) -> F:
+    """Turn expected failures into ``error: <one line>`` on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (QdlabError, ValidationError, OSError) as exc:
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(obj: Any) -> None:
+    """Print machine-readable output on stdout."""
+    print(json.dumps(obj, indent=2, default=str))
+
+
+JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")

@@ -1,0 +1,1 @@
+"""qdlab.store: files (atomic writes, checkpoints) and the results database."""

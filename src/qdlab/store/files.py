@@ -1,0 +1,48 @@
+"""Atomic file output: a result file is either complete or absent, never partial."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ase import Atoms
+from ase.io import write as ase_write
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    The temporary file keeps the final suffix so format detection by extension still works.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=final.suffix, dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_atoms(path: str | os.PathLike[str], atoms: Atoms | list[Atoms], format: str | None = None) -> Path:
+    """Write one structure or a list of frames atomically (format from the extension by default)."""
+    final = Path(path)
+    fmt = format or ("extxyz" if final.suffix in {".xyz", ".extxyz"} else None)
+    with atomic_path(final) as tmp:
+        ase_write(tmp, atoms, format=fmt)
+    return final
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a text file atomically."""
+    final = Path(path)
+    with atomic_path(final) as tmp:
+        tmp.write_text(text)
+    return final
