@@ -1,1 +1,5 @@
-"""qdlab.engines"""
+"""Energy engines behind the ASE Calculator interface (see :func:`get_calculator`)."""
+
+from qdlab.engines.registry import DEFAULT_ENGINE, ENGINES, get_calculator, list_engines
+
+__all__ = ["DEFAULT_ENGINE", "ENGINES", "get_calculator", "list_engines"]

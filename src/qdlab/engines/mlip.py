@@ -1,0 +1,146 @@
+"""Pretrained universal ML potentials behind ASE's Calculator interface.
+
+Weights that ship inside PyPI wheels: CHGNet (0.3.0 default, 0.2.0, r2scan) and SevenNet
+(7net-0, 7net-l3i5, 7net-mf-0). Any of them, and MatterSim (seed 000's potential, whose weights
+cannot be downloaded here), also load from a user checkpoint path. Each engine subclasses the
+package's own calculator, so numbers are identical to it; qdlab adds a check of supported
+elements before the first call and a NaN guard on the results.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from ase.calculators.calculator import Calculator
+
+from qdlab.errors import QdlabError
+
+CHGNET_MODELS = ("0.3.0", "0.2.0", "r2scan")
+SEVENN_MODELS = ("7net-0", "7net-l3i5", "7net-mf-0")
+
+
+class EngineError(QdlabError):
+    """An engine cannot be created or cannot handle a structure."""
+
+
+def set_threads(threads: int | None) -> None:
+    """Torch intra-op threads (None: leave as is)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise EngineError(f"device {device!r} requested but no CUDA device is available; use --device cpu")
+    elif device != "cpu":
+        raise EngineError(f"device must be cpu, cuda[:N] or auto, not {device!r}")
+    return device
+
+
+class _Guard:
+    """Mixin: element check before, finite check after the wrapped calculator's calculate()."""
+
+    supported_numbers: frozenset[int] = frozenset()
+    engine_name = "engine"
+
+    def calculate(self, atoms=None, properties=None, system_changes=None):  # type: ignore[override]
+        target = atoms if atoms is not None else self.atoms
+        bad = sorted(set(target.get_chemical_symbols()) - {s for s in _symbols(self.supported_numbers)})
+        if bad and self.supported_numbers:
+            raise EngineError(f"{self.engine_name} does not support element(s) {', '.join(bad)}")
+        kwargs = {}
+        if properties is not None:
+            kwargs["properties"] = properties
+        if system_changes is not None:
+            kwargs["system_changes"] = system_changes
+        super().calculate(atoms, **kwargs)  # type: ignore[misc]
+        for key in ("energy", "forces"):
+            val = self.results.get(key)  # type: ignore[attr-defined]
+            if val is not None and not np.all(np.isfinite(val)):
+                raise EngineError(f"{self.engine_name} returned non-finite {key}")
+
+
+def _symbols(numbers) -> list[str]:
+    from ase.data import chemical_symbols
+
+    return [chemical_symbols[z] for z in numbers]
+
+
+def chgnet_calculator(model: str = "0.3.0", checkpoint: str | os.PathLike | None = None,
+                      device: str = "cpu") -> Calculator:
+    """CHGNet (default engine). ``model`` one of 0.3.0, 0.2.0, r2scan; or a checkpoint path."""
+    try:
+        from chgnet.model import CHGNet
+        from chgnet.model.dynamics import CHGNetCalculator
+    except ImportError:
+        raise EngineError("CHGNet is not installed: pip install chgnet==0.4.2 (after torch==2.13.0)") from None
+    device = _resolve_device(device)
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if not path.exists():
+            raise EngineError(f"CHGNet checkpoint {path} does not exist")
+        net = CHGNet.from_file(str(path))
+    else:
+        if model not in CHGNET_MODELS:
+            raise EngineError(f"unknown CHGNet model {model!r}; choose from {', '.join(CHGNET_MODELS)}")
+        net = CHGNet.load(model_name=model, use_device=device, verbose=False)
+
+    class CHGNetEngine(_Guard, CHGNetCalculator):
+        supported_numbers = frozenset(range(1, 95))
+        engine_name = f"CHGNet {model if checkpoint is None else checkpoint}"
+
+    return CHGNetEngine(model=net, use_device=device, on_isolated_atoms="ignore")
+
+
+def sevenn_calculator(model: str = "7net-0", checkpoint: str | os.PathLike | None = None,
+                      device: str = "cpu", modal: str | None = None) -> Calculator:
+    """SevenNet. ``model`` one of 7net-0, 7net-l3i5, 7net-mf-0 (needs ``modal``); or a checkpoint."""
+    try:
+        from sevenn.calculator import SevenNetCalculator
+    except ImportError:
+        raise EngineError("SevenNet is not installed: pip install sevenn==0.13.0 (after torch==2.13.0)") from None
+    device = _resolve_device(device)
+    if checkpoint is not None:
+        if not Path(checkpoint).exists():
+            raise EngineError(f"SevenNet checkpoint {checkpoint} does not exist")
+        src = str(checkpoint)
+    else:
+        if model not in SEVENN_MODELS:
+            raise EngineError(f"unknown SevenNet model {model!r}; choose from {', '.join(SEVENN_MODELS)}")
+        src = model
+    if src == "7net-mf-0" and modal is None:
+        modal = "PBE"
+
+    class SevenNetEngine(_Guard, SevenNetCalculator):
+        engine_name = f"SevenNet {src}"
+
+    calc = SevenNetEngine(src, device=device, modal=modal)
+    species = calc.sevennet_config.get("chemical_species") if hasattr(calc, "sevennet_config") else None
+    if isinstance(species, (list, tuple)):
+        from ase.data import atomic_numbers
+
+        calc.supported_numbers = frozenset(atomic_numbers[s] for s in species if s in atomic_numbers)
+    return calc
+
+
+def mattersim_calculator(checkpoint: str | os.PathLike, device: str = "cpu") -> Calculator:
+    """MatterSim from a checkpoint path (its weights cannot be downloaded here)."""
+    try:
+        from mattersim.forcefield import MatterSimCalculator
+    except ImportError:
+        raise EngineError("MatterSim is not installed: pip install --no-deps mattersim plus its requirements "
+                          "(keeping torch==2.13.0)") from None
+    if not Path(checkpoint).exists():
+        raise EngineError(f"MatterSim checkpoint {checkpoint} does not exist")
+    return MatterSimCalculator(load_path=str(checkpoint), device=_resolve_device(device))

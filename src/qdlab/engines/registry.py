@@ -1,0 +1,95 @@
+"""Engine registry: pick an engine by name, get an ASE calculator.
+
+``get_calculator("chgnet")`` (default), ``"sevenn"``, ``"mattersim"`` (checkpoint), ``"classical"``
+(LJ + Coulomb), ``"xtb"`` (GFN1/2 via tblite), ``"cp2k"`` (PBE), each optionally ``+ D3``.
+Everything downstream only sees an ASE calculator.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from dataclasses import asdict, dataclass
+
+from ase.calculators.calculator import Calculator
+
+from qdlab.errors import QdlabError
+
+DEFAULT_ENGINE = "chgnet"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    kind: str
+    description: str
+    models: tuple[str, ...]
+    requires: str
+
+    def available(self) -> bool:
+        if self.requires.startswith("exe:"):
+            return shutil.which(self.requires[4:]) is not None
+        return importlib.util.find_spec(self.requires) is not None
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"available": self.available()}
+
+
+ENGINES: dict[str, EngineInfo] = {
+    e.name: e for e in [
+        EngineInfo("chgnet", "ML potential", "CHGNet pretrained universal potential (default; fastest on CPU)",
+                   ("0.3.0", "0.2.0", "r2scan"), "chgnet"),
+        EngineInfo("sevenn", "ML potential", "SevenNet pretrained universal potential",
+                   ("7net-0", "7net-l3i5", "7net-mf-0"), "sevenn"),
+        EngineInfo("mattersim", "ML potential", "MatterSim (seed 000) from a checkpoint path", (), "mattersim"),
+        EngineInfo("classical", "force field", "LJ + Coulomb, seed 003 CsPbI3 parameters, all pairs", (), "numpy"),
+        EngineInfo("xtb", "semi-empirical", "GFN1/GFN2-xTB via tblite (small clusters)", ("gfn2", "gfn1"), "tblite"),
+        EngineInfo("cp2k", "DFT", "CP2K PBE, GTH/MOLOPT, non-periodic Poisson (tiny systems)", (), "exe:cp2k_shell"),
+    ]
+}
+
+
+def get_calculator(name: str = DEFAULT_ENGINE, *, model: str | None = None, checkpoint: str | None = None,
+                   device: str = "cpu", threads: int | None = None, d3: bool = False,
+                   d3_damping: str = "d3bj", d3_method: str = "PBE", **options) -> Calculator:
+    """Create the engine ``name`` as an ASE calculator (optionally + D3(BJ) dispersion).
+
+    ``model`` picks a pretrained model, ``checkpoint`` a model file; ``device`` cpu/cuda/auto;
+    ``threads`` torch intra-op threads; extra ``options`` go to the engine's constructor.
+    """
+    from qdlab.engines import mlip
+
+    key = name.lower()
+    if key not in ENGINES:
+        raise QdlabError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
+    mlip.set_threads(threads)
+    if key == "chgnet":
+        calc = mlip.chgnet_calculator(model or "0.3.0", checkpoint, device)
+    elif key == "sevenn":
+        calc = mlip.sevenn_calculator(model or "7net-0", checkpoint, device, **options)
+    elif key == "mattersim":
+        if checkpoint is None:
+            raise QdlabError("MatterSim weights cannot be downloaded here: give --checkpoint PATH")
+        calc = mlip.mattersim_calculator(checkpoint, device)
+    elif key == "classical":
+        from qdlab.engines.classical import LJCoulomb
+
+        calc = LJCoulomb(**options)
+    elif key == "xtb":
+        from qdlab.engines.xtb import XTB
+
+        calc = XTB(method=model or "gfn2", **options)
+    else:
+        from qdlab.engines.cp2k import cp2k_calculator
+
+        calc = cp2k_calculator(**options)
+    if d3:
+        from qdlab.engines.dispersion import with_d3
+
+        calc = with_d3(calc, d3_method, d3_damping)
+    return calc
+
+
+def list_engines() -> list[dict]:
+    """Every engine with its models and whether it is installed here."""
+    return [e.to_dict() for e in ENGINES.values()]

@@ -1,0 +1,121 @@
+"""Geometry relaxation (L-BFGS default as in seed 000; FIRE, BFGS) with checkpoint/restart.
+
+The trajectory is appended after every step, so an interrupted run restarts from its last
+frame (same atoms required). Atoms can be frozen by a label selection (``"depth>=2"`` freezes
+everything half a unit cell or more below the surface). The relaxed structure keeps every
+per-atom label and ``info`` entry of the input.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+from ase.constraints import FixAtoms
+from ase.io import Trajectory, read
+from ase.optimize import BFGS, FIRE, LBFGS
+
+from qdlab.build.select import select
+from qdlab.errors import QdlabError
+
+OPTIMIZERS = {"lbfgs": LBFGS, "fire": FIRE, "bfgs": BFGS}
+
+
+@dataclass(frozen=True)
+class RelaxResult:
+    """Outcome of :func:`relax`; energies in eV, forces in eV/Å."""
+
+    atoms: Atoms
+    converged: bool
+    steps: int
+    energy_eV: float
+    fmax_eV_A: float
+    n_fixed: int
+    restarted_from_step: int
+    trajectory: Path | None
+
+
+def _last_frame(path: Path) -> tuple[Atoms | None, int]:
+    """Last readable frame and number of frames of a (possibly truncated) trajectory."""
+    try:
+        frames = read(path, ":")
+    except Exception:  # a half-written last frame: fall back to what can be read
+        frames = []
+        try:
+            with Trajectory(path) as traj:
+                for k in range(len(traj)):
+                    try:
+                        frames.append(traj[k])
+                    except Exception:
+                        break
+        except Exception:
+            return None, 0
+    return (frames[-1], len(frames)) if frames else (None, 0)
+
+
+def relax(atoms: Atoms, calc: Calculator, *, optimizer: str = "lbfgs", fmax: float = 0.05, steps: int = 500,
+          fix: str | None = None, trajectory: str | os.PathLike | None = None, restart: bool = True,
+          maxstep: float | None = None, callback: Callable[[int, float, float], None] | None = None) -> RelaxResult:
+    """Relax ``atoms`` (a copy) with ``calc`` until max |F| < ``fmax`` eV/Å or ``steps`` steps."""
+    key = optimizer.lower()
+    if key not in OPTIMIZERS:
+        raise QdlabError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
+    if fmax <= 0 or steps < 0:
+        raise QdlabError("fmax must be > 0 and steps ≥ 0")
+    work = atoms.copy()
+    work.constraints = []
+    restarted = 0
+    traj_path = Path(trajectory) if trajectory else None
+    if traj_path is not None and traj_path.exists() and restart:
+        last, n = _last_frame(traj_path)
+        if last is not None:
+            if len(last) != len(work) or not np.array_equal(last.numbers, work.numbers):
+                raise QdlabError(f"trajectory {traj_path} belongs to a different structure; delete it or pass restart=False")
+            work.positions = last.positions
+            restarted = n
+    elif traj_path is not None and traj_path.exists():
+        traj_path.unlink()
+    n_fixed = 0
+    if fix:
+        mask = select(work, fix)
+        n_fixed = int(mask.sum())
+        work.set_constraint(FixAtoms(mask=mask))
+    work.calc = calc
+    kwargs = {"logfile": None}
+    if maxstep is not None:
+        kwargs["maxstep"] = maxstep
+    opt = OPTIMIZERS[key](work, **kwargs)
+    traj = None
+    if traj_path is not None:
+        traj_path.parent.mkdir(parents=True, exist_ok=True)
+        traj = Trajectory(traj_path, "a", work)
+        opt.attach(traj.write, interval=1)
+
+    def report():
+        f = work.get_forces()
+        fm = float(np.sqrt((f ** 2).sum(1)).max())
+        if not np.isfinite(fm):
+            raise QdlabError("engine returned non-finite forces during relaxation")
+        if callback:
+            callback(opt.nsteps, float(work.get_potential_energy()), fm)
+
+    opt.attach(report, interval=1)
+    try:
+        converged = bool(opt.run(fmax=fmax, steps=steps))
+    finally:
+        if traj is not None:
+            traj.close()
+    forces = work.get_forces()
+    result_atoms = work.copy()
+    result_atoms.calc = None
+    result_atoms.constraints = work.constraints
+    e = float(work.get_potential_energy())
+    fm = float(np.sqrt((forces ** 2).sum(1)).max())
+    result_atoms.info.update(energy_eV=e, fmax_eV_A=fm, relax_converged=converged)
+    return RelaxResult(atoms=result_atoms, converged=converged, steps=int(opt.nsteps), energy_eV=e, fmax_eV_A=fm,
+                       n_fixed=n_fixed, restarted_from_step=restarted, trajectory=traj_path)
