@@ -14,6 +14,7 @@ import typer  # noqa: E402
 
 from qdlab import __version__  # noqa: E402
 from qdlab.cli import build as build_cli  # noqa: E402
+from qdlab.cli import engines as engines_cli  # noqa: E402
 from qdlab.cli import ligands as ligands_cli  # noqa: E402
 from qdlab.cli.common import JSON_OPT, console, emit_json, guarded  # noqa: E402
 
@@ -21,6 +22,8 @@ app = typer.Typer(name="qdlab", help="Computational studies of ligand-capped sem
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(build_cli.app, name="build")
 app.add_typer(ligands_cli.app, name="ligands")
+app.add_typer(engines_cli.app, name="engines")
+app.command("relax")(engines_cli.relax_cmd)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,79 @@
+"""``qdlab engines list`` and ``qdlab relax``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
+
+app = typer.Typer(help="Energy engines (ASE calculators).", no_args_is_help=True)
+
+ENGINE_OPT = typer.Option("chgnet", "--engine", "-e", help="chgnet | sevenn | mattersim | classical | xtb | cp2k")
+MODEL_OPT = typer.Option(None, "--model", help="Pretrained model (e.g. 0.3.0, 7net-0, gfn2).")
+CKPT_OPT = typer.Option(None, "--checkpoint", help="Model checkpoint file (fine-tuned or MatterSim).")
+DEVICE_OPT = typer.Option("cpu", "--device", help="cpu | cuda | auto")
+THREADS_OPT = typer.Option(None, "--threads", help="Torch threads (default: leave as set by OMP_NUM_THREADS).")
+D3_OPT = typer.Option(False, "--d3", help="Add D3(BJ) dispersion (dftd3 package).")
+
+
+@app.command("list")
+@guarded
+def list_(as_json: bool = JSON_OPT) -> None:
+    """Show the engines, their models and whether they are installed."""
+    from qdlab.engines import list_engines
+
+    rows = list_engines()
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table(title="engines")
+    for col in ("name", "kind", "models", "available", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["kind"], ", ".join(r["models"]), "yes" if r["available"] else "no", r["description"])
+    Console().print(table)
+
+
+@guarded
+def relax_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output", help="Relaxed structure (extxyz)."),
+              engine: str = ENGINE_OPT, model: str = MODEL_OPT, checkpoint: str = CKPT_OPT, device: str = DEVICE_OPT,
+              threads: int = THREADS_OPT, d3: bool = D3_OPT,
+              optimizer: str = typer.Option("lbfgs", "--optimizer", help="lbfgs | fire | bfgs"),
+              fmax: float = typer.Option(0.05, "--fmax", help="Force convergence, eV/Å."),
+              steps: int = typer.Option(500, "--steps", help="Maximum optimizer steps."),
+              fix: str = typer.Option(None, "--fix", help="Freeze a selection, e.g. 'depth>=2', 'role=B'."),
+              trajectory: Path = typer.Option(None, "--trajectory", help="ASE .traj written each step (restart point)."),
+              restart: bool = typer.Option(True, "--restart/--no-restart", help="Resume from the trajectory's last frame."),
+              as_json: bool = JSON_OPT) -> None:
+    """Relax a structure (L-BFGS by default) with any engine; resumable from its trajectory."""
+    from ase.io import read
+
+    from qdlab.engines import get_calculator
+    from qdlab.store.files import write_atoms
+    from qdlab.workflows.relax import relax
+
+    atoms = read(structure)
+    calc = get_calculator(engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
+    traj = trajectory or output.with_suffix(".traj")
+
+    def show(step: int, energy: float, fm: float) -> None:
+        if not as_json:
+            console.print(f"step {step:5d}  E = {energy:.6f} eV  fmax = {fm:.4f} eV/Å", highlight=False)
+
+    res = relax(atoms, calc, optimizer=optimizer, fmax=fmax, steps=steps, fix=fix, trajectory=traj,
+                restart=restart, callback=show)
+    write_atoms(output, res.atoms)
+    info = {"output": str(output), "trajectory": str(traj), "converged": res.converged, "steps": res.steps,
+            "energy_eV": res.energy_eV, "fmax_eV_A": res.fmax_eV_A, "n_fixed": res.n_fixed,
+            "restarted_from_step": res.restarted_from_step, "engine": engine}
+    if as_json:
+        emit_json(info)
+    else:
+        console.print(f"{'converged' if res.converged else 'NOT converged'} after {res.steps} steps: "
+                      f"E = {res.energy_eV:.6f} eV, fmax = {res.fmax_eV_A:.4f} eV/Å → {output}")
+    if not res.converged:
+        raise typer.Exit(code=1)
