@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: a bare requirement would pull gigabytes of CUDA wheels
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# MatterSim without its declared dependencies (they would replace torch); its runtime needs are in pyproject
+	$(BIN)/python -m pip install --quiet --no-deps mattersim==1.2.3
 	touch $(STAMP)
 
 demo: $(STAMP)

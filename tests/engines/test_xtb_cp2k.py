@@ -30,3 +30,22 @@ def test_cp2k_missing_executable_message():
         pytest.skip("cp2k is installed; the slow test covers it")
     with pytest.raises(QdlabError, match="apt-get install cp2k"):
         get_calculator("cp2k")
+
+
+@pytest.mark.slow
+def test_cp2k_pbe_forces_minus_gradient(tmp_path):
+    """CP2K PBE on H2O (~10 s per call on 2 cores): forces vs central differences, invariance."""
+    if not shutil.which("cp2k_shell"):
+        pytest.fail("cp2k_shell not found: apt-get install cp2k")
+    from ase import Atoms
+
+    m = Atoms("H2O", positions=[[0, 0.76, -0.47], [0, -0.76, -0.47], [0, 0, 0.12]])
+    m.center(vacuum=4.0)
+    m.calc = get_calculator("cp2k", directory=str(tmp_path / "a"))
+    f = m.get_forces()
+    ref = fd_forces(m, get_calculator("cp2k", directory=str(tmp_path / "b")), [2], h=5e-3)
+    assert np.abs(f[2] - ref[0]).max() < 0.05  # grid (egg-box) noise of the 300 Ry cutoff
+    b = m.copy()
+    b.positions += [0.3, -0.2, 0.1]
+    b.calc = get_calculator("cp2k", directory=str(tmp_path / "c"))
+    assert abs(b.get_potential_energy() - m.get_potential_energy()) < 2e-3

@@ -1,7 +1,7 @@
 """CP2K (Debian package ``cp2k``) through ASE's CP2K calculator: the DFT reference labeller.
 
 PBE, GTH pseudopotentials and MOLOPT basis sets shipped with CP2K, non-periodic Poisson solver
-(wavelet) for clusters in a vacuum box. Slow on 2 cores: minutes for a PbBr2 molecule.
+(Martyna–Tuckerman) for clusters in a vacuum box. Slow on 2 cores: minutes for a PbBr2 molecule.
 """
 
 from __future__ import annotations
@@ -12,24 +12,16 @@ from ase.calculators.calculator import Calculator
 
 from qdlab.errors import QdlabError
 
-NONPERIODIC = """&FORCE_EVAL
-  &DFT
-    &POISSON
-      PERIODIC NONE
-      POISSON_SOLVER WAVELET
-    &END POISSON
-  &END DFT
-  &SUBSYS
-    &CELL
-      PERIODIC NONE
-    &END CELL
-  &END SUBSYS
-&END FORCE_EVAL"""
+
 
 
 def cp2k_calculator(charge: int = 0, cutoff_ry: float = 300.0, basis_set: str = "DZVP-MOLOPT-SR-GTH",
                     command: str | None = None, directory: str = "cp2k_run", **kwargs) -> Calculator:
-    """PBE single points with CP2K for non-periodic clusters (``atoms.pbc`` must be False)."""
+    """PBE single points with CP2K for non-periodic clusters.
+
+    With ``atoms.pbc`` all False, ASE's CP2K calculator sets POISSON/PERIODIC NONE with the
+    Martyna–Tuckerman solver (the box must be about twice the cluster: keep ≥ 4 Å vacuum).
+    """
     exe = command or shutil.which("cp2k_shell") or shutil.which("cp2k_shell.psmp") or shutil.which("cp2k_shell.ssmp")
     if exe is None:
         raise QdlabError("CP2K executable cp2k_shell not found: apt-get install cp2k")
@@ -38,4 +30,4 @@ def cp2k_calculator(charge: int = 0, cutoff_ry: float = 300.0, basis_set: str = 
 
     return CP2K(command=exe, xc="PBE", charge=charge, cutoff=cutoff_ry * Rydberg, basis_set=basis_set,
                 pseudo_potential="GTH-PBE", basis_set_file="BASIS_MOLOPT", potential_file="GTH_POTENTIALS",
-                inp=NONPERIODIC, stress_tensor=False, directory=directory, **kwargs)
+                stress_tensor=False, directory=directory, **kwargs)

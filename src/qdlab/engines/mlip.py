@@ -137,10 +137,20 @@ def sevenn_calculator(model: str = "7net-0", checkpoint: str | os.PathLike | Non
 def mattersim_calculator(checkpoint: str | os.PathLike, device: str = "cpu") -> Calculator:
     """MatterSim from a checkpoint path (its weights cannot be downloaded here)."""
     try:
-        from mattersim.forcefield import MatterSimCalculator
+        from mattersim.forcefield import MatterSimCalculator, Potential
     except ImportError:
         raise EngineError("MatterSim is not installed: pip install --no-deps mattersim plus its requirements "
                           "(keeping torch==2.13.0)") from None
     if not Path(checkpoint).exists():
         raise EngineError(f"MatterSim checkpoint {checkpoint} does not exist")
-    return MatterSimCalculator(load_path=str(checkpoint), device=_resolve_device(device))
+    device = _resolve_device(device)
+    try:
+        potential = Potential.from_checkpoint(str(checkpoint), device=device, load_training_state=False)
+    except (KeyError, AssertionError, RuntimeError) as exc:
+        raise EngineError(f"{checkpoint} is not a MatterSim (m3gnet) checkpoint: {exc}") from None
+
+    class MatterSimEngine(_Guard, MatterSimCalculator):
+        supported_numbers = frozenset(range(1, int(potential.model.model_args.get("max_z", 94)) + 1))
+        engine_name = f"MatterSim {checkpoint}"
+
+    return MatterSimEngine(potential=potential, device=device, compute_stress=False)
