@@ -48,4 +48,6 @@ def test_cp2k_pbe_forces_minus_gradient(tmp_path):
     b = m.copy()
     b.positions += [0.3, -0.2, 0.1]
     b.calc = get_calculator("cp2k", directory=str(tmp_path / "c"))
-    assert abs(b.get_potential_energy() - m.get_potential_energy()) < 2e-3
+    # real-space grid: translation invariance holds to the egg-box amplitude (measured 8.8 meV at
+    # 300 Ry / 4 Å vacuum, 4.4 meV at 400 Ry / 5 Å), not to machine precision
+    assert abs(b.get_potential_energy() - m.get_potential_energy()) < 0.015
