@@ -16,6 +16,7 @@ from qdlab import __version__  # noqa: E402
 from qdlab.cli import build as build_cli  # noqa: E402
 from qdlab.cli import engines as engines_cli  # noqa: E402
 from qdlab.cli import ligands as ligands_cli  # noqa: E402
+from qdlab.cli import phonons as phonons_cli  # noqa: E402
 from qdlab.cli.common import JSON_OPT, console, emit_json, guarded  # noqa: E402
 
 app = typer.Typer(name="qdlab", help="Computational studies of ligand-capped semiconductor nanocrystals.",
@@ -24,6 +25,7 @@ app.add_typer(build_cli.app, name="build")
 app.add_typer(ligands_cli.app, name="ligands")
 app.add_typer(engines_cli.app, name="engines")
 app.command("relax")(engines_cli.relax_cmd)
+app.command("phonons")(phonons_cli.phonons_cmd)
 
 
 def _version(value: bool) -> None:

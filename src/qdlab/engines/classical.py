@@ -60,6 +60,10 @@ class LJCoulomb(Calculator):
             q = atoms.get_initial_charges().astype(float)
         return sigma, eps, q
 
+    def get_hessian(self, atoms: Atoms) -> np.ndarray:
+        """Analytic Hessian (3N×3N, eV/Å²) of ``atoms`` (used by the phonon workflow)."""
+        return lj_coulomb_hessian(atoms.positions, *self._params(atoms))
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         if self.atoms.pbc.any():
@@ -126,3 +130,30 @@ def lj_coulomb(pos: np.ndarray, sigma: np.ndarray, eps: np.ndarray, q: np.ndarra
     out_f[order] = forces
     out_e[order] = energies
     return float(out_e.sum()), out_f, out_e
+
+
+def lj_coulomb_hessian(pos: np.ndarray, sigma: np.ndarray, eps: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Analytic Hessian ∂²E/∂r_i∂r_j (3N×3N, eV/Å²); dense, for clusters up to a few thousand atoms.
+
+    Pair block: V''(r) n nᵀ + (V'(r)/r)(1 − n nᵀ) with n the unit vector; off-diagonal blocks
+    carry the minus sign, diagonal blocks are minus the row sums (translation invariance).
+    """
+    n = len(pos)
+    d = pos[:, None, :] - pos[None, :, :]
+    r2 = np.einsum("ijk,ijk->ij", d, d)
+    np.fill_diagonal(r2, np.inf)
+    r = np.sqrt(r2)
+    s = 0.5 * (sigma[:, None] + sigma[None, :])
+    e4 = 4.0 * np.sqrt(eps[:, None] * eps[None, :])
+    sr6 = (s / r) ** 6
+    qq = COULOMB * q[:, None] * q[None, :]
+    d1 = e4 * (-12.0 * sr6 * sr6 + 6.0 * sr6) / r - qq / r2  # V'(r)
+    d2 = e4 * (156.0 * sr6 * sr6 - 42.0 * sr6) / r2 + 2.0 * qq / (r2 * r)  # V''(r)
+    nvec = d / r[..., None]
+    nn = nvec[..., :, None] * nvec[..., None, :]
+    eye = np.eye(3)
+    block = d2[..., None, None] * nn + (d1 / r)[..., None, None] * (eye - nn)  # ∂²V/∂r_i∂r_i
+    hess = -block
+    idx = np.arange(n)
+    hess[idx, idx] = block.sum(1)
+    return hess.transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)

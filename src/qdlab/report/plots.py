@@ -51,3 +51,58 @@ def render_structure(atoms: Atoms, path: str | os.PathLike[str], title: str | No
         fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
     return final
+
+
+_PDOS_STYLE = {"ligand": dict(color="tab:green", alpha=0.25)}
+
+
+def plot_dos(dos, peaks: dict | None = None, path: str | os.PathLike = "dos.png", title: str = "",
+             xmax: float | None = 200.0, dpi: int = 150) -> Path:
+    """Total DOS (line) and partial DOS (dotted lines / shaded) with named peaks marked."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    x = dos.grid_cm1
+    ax.plot(x, dos.total, "k-", lw=1.5, label="total")
+    colours = iter(["tab:blue", "tab:red", "tab:orange", "tab:purple", "tab:brown"])
+    for name, g in dos.partial.items():
+        if name == "ligand":
+            ax.fill_between(x, g, **_PDOS_STYLE["ligand"], label=name)
+        else:
+            ax.plot(x, g, ":", lw=1.5, color=next(colours), label=name)
+    for p in (peaks or {}).values():
+        ax.axvline(p.centre_cm1, color="0.4", ls="--", lw=0.8)
+        ax.text(p.centre_cm1, ax.get_ylim()[1] * 0.95, p.name, ha="center", va="top", fontsize=9,
+                bbox=dict(fc="white", ec="none", pad=1))
+    ax.set_xlim(max(0.0, float(x.min())), xmax or float(x.max()))
+    ax.set_xlabel("wavenumber (cm$^{-1}$)")
+    ax.set_ylabel(f"DOS (modes/cm$^{{-1}}$), σ = {dos.sigma_cm1:g} cm$^{{-1}}$")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    final = Path(path)
+    with atomic_path(final) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
+    return final
+
+
+def plot_dos_comparison(systems: dict, path: str | os.PathLike, title: str = "", xmax: float = 200.0,
+                        per_mode: bool = True, dpi: int = 150) -> Path:
+    """Overlay several systems' total DOS ({label: (dos, peaks)}), normalised per mode if asked."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    colours = ["k", "tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange"]
+    for (label, (dos, peaks)), c in zip(systems.items(), colours * 3):
+        norm = np.trapezoid(dos.total, dos.grid_cm1) if per_mode else 1.0
+        ax.plot(dos.grid_cm1, dos.total / norm, color=c, lw=1.4, label=label)
+        for p in (peaks or {}).values():
+            ax.axvline(p.centre_cm1, color=c, ls=":", lw=0.9)
+    ax.set_xlim(0, xmax)
+    ax.set_xlabel("wavenumber (cm$^{-1}$)")
+    ax.set_ylabel("DOS per mode" if per_mode else "DOS")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    final = Path(path)
+    with atomic_path(final) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
+    return final

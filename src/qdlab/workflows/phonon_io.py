@@ -1,0 +1,119 @@
+"""Save/load phonon results: NPZ + JSON + CSV, and phonopy-readable force constants and modes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from qdlab.analysis.dos import DOS, Peak
+from qdlab.store.files import atomic_path, write_text
+from qdlab.workflows.phonons import PhononResult
+
+
+def save_phonons(result: PhononResult, path: str | os.PathLike) -> Path:
+    """All arrays of a :class:`PhononResult` in one NPZ (atomic)."""
+    final = Path(path)
+    with atomic_path(final) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, frequencies_cm1=result.frequencies_cm1, modes=result.modes,
+                                force_constants_eV_A2=result.force_constants_eV_A2, masses_amu=result.masses_amu,
+                                n_rigid=result.n_rigid, method=result.method)
+    return final
+
+
+def save_dos_csv(dos: DOS, path: str | os.PathLike) -> Path:
+    """Grid, total and partial DOS as CSV columns (cm⁻¹, modes per cm⁻¹)."""
+    cols = {"wavenumber_cm1": dos.grid_cm1, "total": dos.total, **dos.partial}
+    header = ",".join(cols)
+    body = np.column_stack(list(cols.values()))
+    lines = [header] + [",".join(f"{v:.8g}" for v in row) for row in body]
+    return write_text(path, "\n".join(lines) + "\n")
+
+
+def save_peaks(peaks: dict[str, Peak], json_path: str | os.PathLike, csv_path: str | os.PathLike | None = None) -> None:
+    """Peak table as JSON (and CSV)."""
+    write_text(json_path, json.dumps({k: p.to_dict() for k, p in peaks.items()}, indent=2) + "\n")
+    if csv_path is not None:
+        rows = ["name,centre_cm1,maximum_cm1,window_lo_cm1,window_hi_cm1,area"]
+        rows += [f"{p.name},{p.centre_cm1:.4f},{p.maximum_cm1:.4f},{p.window_cm1[0]:.4f},{p.window_cm1[1]:.4f},{p.area:.6g}"
+                 for p in peaks.values()]
+        write_text(csv_path, "\n".join(rows) + "\n")
+
+
+def to_phonopy(atoms: Atoms, force_constants: np.ndarray):
+    """A phonopy object (1×1×1 cell = the cluster in its vacuum box) holding our force constants."""
+    from phonopy import Phonopy
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    cell = atoms.cell.array if atoms.cell.rank == 3 else np.diag(np.ptp(atoms.positions, 0) + 30.0)
+    unit = PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=cell, positions=atoms.positions,
+                        masses=atoms.get_masses())
+    ph = Phonopy(unit, supercell_matrix=np.eye(3, dtype=int), primitive_matrix=None)
+    n = len(atoms)
+    ph.force_constants = force_constants.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)
+    return ph
+
+
+def export_phonopy(atoms: Atoms, result: PhononResult, folder: str | os.PathLike) -> dict[str, Path]:
+    """Write ``phonopy_params.yaml`` (structure + force constants; ``phonopy.load`` reads it),
+    ``FORCE_CONSTANTS`` and ``qpoints.yaml`` (Γ frequencies and eigenvectors from phonopy)."""
+    from phonopy.file_IO import write_FORCE_CONSTANTS
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    ph = to_phonopy(atoms, result.force_constants_eV_A2)
+    files = {}
+    with atomic_path(out / "phonopy_params.yaml") as tmp:
+        ph.save(str(tmp), settings={"force_constants": True})
+    files["params"] = out / "phonopy_params.yaml"
+    with atomic_path(out / "FORCE_CONSTANTS") as tmp:
+        write_FORCE_CONSTANTS(ph.force_constants, filename=str(tmp))
+    files["force_constants"] = out / "FORCE_CONSTANTS"
+    ph.run_qpoints([[0, 0, 0]], with_eigenvectors=True)
+    with atomic_path(out / "qpoints.yaml") as tmp:
+        ph.qpoints.write_yaml(filename=str(tmp))
+    files["qpoints"] = out / "qpoints.yaml"
+    return files
+
+
+def write_phonon_outputs(atoms: Atoms, result: PhononResult, folder: str | os.PathLike, *, sigma_cm1: float = 3.0,
+                         regions: dict | None = None, title: str = "", phonopy_export: bool = True) -> dict:
+    """DOS (total + partial by role, or by element without labels), peaks, plots and exports.
+
+    Writes phonons.npz, dos.csv, peaks.json/.csv, dos.png, phonopy/ and summary.json into
+    ``folder``; returns the summary (peak centres in cm⁻¹, counts of imaginary modes, timings).
+    """
+    from qdlab.analysis.dos import label_selections, mode_peaks, phonon_dos
+    from qdlab.errors import QdlabError
+    from qdlab.report.plots import plot_dos
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    sel = label_selections(atoms, "role" if "role" in atoms.arrays else "element")
+    dos = phonon_dos(result.frequencies_cm1, result.modes, sel, sigma_cm1=sigma_cm1)
+    peaks = {}
+    failed = {}
+    try:
+        peaks = mode_peaks(dos, regions)
+    except QdlabError as exc:  # keep going without peaks; record why
+        failed["peaks"] = str(exc)
+    save_phonons(result, out / "phonons.npz")
+    save_dos_csv(dos, out / "dos.csv")
+    save_peaks(peaks, out / "peaks.json", out / "peaks.csv")
+    plot_dos(dos, peaks, out / "dos.png", title=title or atoms.get_chemical_formula(mode="hill"))
+    if phonopy_export:
+        export_phonopy(atoms, result, out / "phonopy")
+    summary = {
+        "formula": atoms.get_chemical_formula(mode="hill"), "n_atoms": len(atoms), "n_modes": result.n_modes,
+        "n_rigid_projected": result.n_rigid, "n_imaginary": result.n_imaginary,
+        "lowest_cm1": float(result.frequencies_cm1.min()), "highest_cm1": float(result.frequencies_cm1.max()),
+        "peaks_cm1": {k: round(p.centre_cm1, 3) for k, p in peaks.items()},
+        "seconds": round(result.seconds, 3), "seconds_in_engine": round(result.seconds_in_engine, 3),
+        "method": result.method, **failed,
+    }
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary | {"dos": dos, "peaks": peaks}
