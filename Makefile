@@ -10,7 +10,13 @@ export OMP_NUM_THREADS ?= 1
 export OMP_WAIT_POLICY ?= PASSIVE
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test test-all install clean
+.PHONY: demo test test-all install clean ot2
+
+# the Opentrons simulator (tests of generated OT-2 protocols) pins numpy<2: its own virtualenv.
+# opentrons 10.x imports fail on Python 3.11 (typing.TypedDict in a pydantic model; fine on 3.12),
+# and since 9.x `opentrons_simulate` refuses OT-2 files, so qdlab drives opentrons.simulate itself.
+OT2_VENV  := .venv-ot2
+OT2_STAMP := $(OT2_VENV)/.qdlab-ot2-installed
 
 install: $(STAMP)
 
@@ -24,14 +30,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps mattersim==1.2.3
 	touch $(STAMP)
 
+ot2: $(OT2_STAMP)
+
+$(OT2_STAMP):
+	test -x $(OT2_VENV)/bin/python || $(PYTHON) -m venv $(OT2_VENV)
+	$(OT2_VENV)/bin/pip install --quiet opentrons==9.1.2
+	touch $(OT2_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/qdlab demo --out demo_out
 
-test: $(STAMP)
+test: $(STAMP) $(OT2_STAMP)
 	$(BIN)/python -m pytest -m "not slow and not gpu" -q
 
-test-all: $(STAMP)
+test-all: $(STAMP) $(OT2_STAMP)
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) demo_out
+	rm -rf $(VENV) $(OT2_VENV) demo_out

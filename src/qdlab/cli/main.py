@@ -15,6 +15,7 @@ import typer  # noqa: E402
 from qdlab import __version__  # noqa: E402
 from qdlab.cli import build as build_cli  # noqa: E402
 from qdlab.cli import engines as engines_cli  # noqa: E402
+from qdlab.cli import experiment as experiment_cli  # noqa: E402
 from qdlab.cli import ligands as ligands_cli  # noqa: E402
 from qdlab.cli import phonons as phonons_cli  # noqa: E402
 from qdlab.cli.common import JSON_OPT, console, emit_json, guarded  # noqa: E402
@@ -23,6 +24,8 @@ app = typer.Typer(name="qdlab", help="Computational studies of ligand-capped sem
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(build_cli.app, name="build")
 app.add_typer(ligands_cli.app, name="ligands")
+app.add_typer(experiment_cli.plate_app, name="plate")
+app.add_typer(experiment_cli.pl_app, name="pl")
 app.add_typer(engines_cli.app, name="engines")
 app.command("relax")(engines_cli.relax_cmd)
 app.command("phonons")(phonons_cli.phonons_cmd)
