@@ -59,16 +59,21 @@ class _Guard:
         bad = sorted(set(target.get_chemical_symbols()) - {s for s in _symbols(self.supported_numbers)})
         if bad and self.supported_numbers:
             raise EngineError(f"{self.engine_name} does not support element(s) {', '.join(bad)}")
+        self._run(atoms, properties, system_changes)
+        for key in ("energy", "forces"):
+            val = self.results.get(key)  # type: ignore[attr-defined]
+            if val is not None and not np.all(np.isfinite(val)):
+                raise EngineError(f"{self.engine_name} returned non-finite {key}")
+
+
+    def _run(self, atoms, properties, system_changes) -> None:
+        """Call the wrapped package calculator (next class in the MRO)."""
         kwargs = {}
         if properties is not None:
             kwargs["properties"] = properties
         if system_changes is not None:
             kwargs["system_changes"] = system_changes
         super().calculate(atoms, **kwargs)  # type: ignore[misc]
-        for key in ("energy", "forces"):
-            val = self.results.get(key)  # type: ignore[attr-defined]
-            if val is not None and not np.all(np.isfinite(val)):
-                raise EngineError(f"{self.engine_name} returned non-finite {key}")
 
 
 def _symbols(numbers) -> list[str]:
@@ -97,8 +102,29 @@ def chgnet_calculator(model: str = "0.3.0", checkpoint: str | os.PathLike | None
         net = CHGNet.load(model_name=model, use_device=device, verbose=False)
 
     class CHGNetEngine(_Guard, CHGNetCalculator):
+        """CHGNet that predicts only what is asked: energy + forces unless stress/magmoms are
+        requested (the package calculator always runs task "efsm": measured 5× slower for the
+        forces of a 189-atom cluster, 0.60 s vs 0.12 s, identical energies and forces)."""
+
         supported_numbers = frozenset(range(1, 95))
         engine_name = f"CHGNet {model if checkpoint is None else checkpoint}"
+
+        def calculate(self, atoms=None, properties=None, system_changes=None):  # type: ignore[override]
+            props = properties or ["energy", "forces"]
+            self._task = "ef" + ("s" if "stress" in props else "") + ("m" if "magmoms" in props else "")
+            super().calculate(atoms, props, system_changes)
+
+        def _run(self, atoms, properties, system_changes):
+            CHGNetCalculator.calculate(self, atoms, properties, system_changes, task=self._task)
+
+        def get_forces_batch(self, frames, batch_size: int = 16) -> list[np.ndarray]:
+            """Forces (eV/Å) of many structures in batched model calls (fast on a GPU)."""
+            from pymatgen.io.ase import AseAtomsAdaptor
+
+            graphs = [self.model.graph_converter(AseAtomsAdaptor.get_structure(a)) for a in frames]
+            preds = self.model.predict_graph(graphs, task="ef", batch_size=batch_size)
+            preds = preds if isinstance(preds, list) else [preds]
+            return [np.asarray(p["f"], float) for p in preds]
 
     return CHGNetEngine(model=net, use_device=device, on_isolated_atoms="ignore")
 

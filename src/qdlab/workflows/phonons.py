@@ -131,14 +131,38 @@ def displacements(atoms: Atoms, delta: float, indices: np.ndarray | None = None)
     return out
 
 
+_WORKER_CALC: Calculator | None = None
+
+
+def _init_worker(spec: dict) -> None:
+    global _WORKER_CALC
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from qdlab.engines import get_calculator
+
+    _WORKER_CALC = get_calculator(**spec)
+
+
+def _worker_forces(chunk: list[tuple[int, np.ndarray]]) -> list[tuple[int, np.ndarray, float]]:
+    out = []
+    for j, a in chunk:
+        a.calc = _WORKER_CALC
+        t0 = time.perf_counter()
+        f = a.get_forces()
+        out.append((j, np.asarray(f, float), time.perf_counter() - t0))
+    return out
+
+
 def force_constants(atoms: Atoms, calc: Calculator, delta: float = 0.01, *,
                     checkpoint: str | os.PathLike | None = None, batch_size: int | None = None,
                     progress: Callable[[int, int], None] | None = None,
-                    engine_name: str | None = None) -> tuple[np.ndarray, float]:
+                    engine_name: str | None = None, workers: int = 1,
+                    engine_spec: dict | None = None) -> tuple[np.ndarray, float]:
     """Symmetrised force-constant matrix Φ (3N×3N, eV/Å²) by central differences.
 
-    Returns (Φ, seconds spent inside the engine). ``batch_size`` > 1 uses the engine's
-    ``get_forces_batch`` when it has one.
+    Returns (Φ, seconds spent inside the engine, summed over workers). ``batch_size`` > 1 uses
+    the engine's ``get_forces_batch`` when it has one. ``workers`` > 1 spreads the displacements
+    over processes, each building its own engine from ``engine_spec`` (keyword arguments of
+    :func:`qdlab.engines.get_calculator`).
     """
     if delta <= 0:
         raise QdlabError("displacement δ must be > 0 Å")
@@ -153,6 +177,30 @@ def force_constants(atoms: Atoms, calc: Calculator, delta: float = 0.01, *,
     t_engine = 0.0
     if progress:
         progress(len(done), len(jobs))
+    def record(j: int, f: np.ndarray) -> None:
+        if not np.all(np.isfinite(f)):
+            raise QdlabError(f"engine returned non-finite forces for displacement {j}")
+        done[j] = f
+        if ck is not None:
+            ck.append(j, f)
+
+    if workers > 1 and todo:
+        if engine_spec is None:
+            raise QdlabError("workers > 1 needs engine_spec (the engine is rebuilt in each process)")
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        size = max(1, min(16, len(todo) // (4 * workers)))
+        chunks = [todo[k:k + size] for k in range(0, len(todo), size)]
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(engine_spec,)) as pool:
+            for fut in as_completed([pool.submit(_worker_forces, c) for c in chunks]):
+                for j, f, dt in fut.result():
+                    t_engine += dt
+                    record(j, f)
+                if progress:
+                    progress(len(done), len(jobs))
+        todo = []
     batched = batch_size and batch_size > 1 and hasattr(calc, "get_forces_batch")
     step = batch_size if batched else 1
     for b0 in range(0, len(todo), step):
@@ -167,12 +215,7 @@ def force_constants(atoms: Atoms, calc: Calculator, delta: float = 0.01, *,
             a.calc = None
         t_engine += time.perf_counter() - t0
         for (j, _), f in zip(chunk, forces):
-            f = np.asarray(f, float)
-            if not np.all(np.isfinite(f)):
-                raise QdlabError(f"engine returned non-finite forces for displacement {j}")
-            done[j] = f
-            if ck is not None:
-                ck.append(j, f)
+            record(j, np.asarray(f, float))
         if progress:
             progress(len(done), len(jobs))
     phi = np.empty((3 * n, 3 * n))
@@ -230,7 +273,7 @@ def vibrational_analysis(phi: np.ndarray, masses: np.ndarray, positions: np.ndar
 def phonons(atoms: Atoms, calc: Calculator, delta: float = 0.01, *, project: bool = True,
             method: str = "fd", checkpoint: str | os.PathLike | None = None, batch_size: int | None = None,
             progress: Callable[[int, int], None] | None = None, engine_name: str | None = None,
-            imaginary_tol_cm1: float = 5.0) -> PhononResult:
+            imaginary_tol_cm1: float = 5.0, workers: int = 1, engine_spec: dict | None = None) -> PhononResult:
     """Γ-point phonons of ``atoms`` with ``calc`` (relax the structure first).
 
     ``method``: ``"fd"`` (central differences, default) or ``"analytic"`` (engine's ``get_hessian``).
@@ -246,7 +289,8 @@ def phonons(atoms: Atoms, calc: Calculator, delta: float = 0.01, *, project: boo
         t_engine = time.perf_counter() - ts
     elif method == "fd":
         phi, t_engine = force_constants(atoms, calc, delta, checkpoint=checkpoint, batch_size=batch_size,
-                                        progress=progress, engine_name=engine_name)
+                                        progress=progress, engine_name=engine_name, workers=workers,
+                                        engine_spec=engine_spec)
     else:
         raise QdlabError(f"method must be 'fd' or 'analytic', not {method!r}")
     masses = atoms.get_masses()
