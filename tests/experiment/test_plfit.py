@@ -130,3 +130,11 @@ def test_bad_input_errors():
         fit_gaussians(X, np.full((1, X.size), np.nan))
     with pytest.raises(FitError, match="baseline"):
         fit_gaussians(X, np.ones((1, X.size)), baseline="cubic")
+
+
+def test_empty_spectrum_flagged_not_fatal():
+    y, c, s, h = _spectra(3, 7)
+    y[1] = np.nan                      # an all-OVRFLW / empty well
+    fits = fit_gaussians(X, y, baseline="linear")
+    assert list(fits.flag) == ["", "too_few_points", ""] and list(fits.ok) == [True, False, True]
+    assert np.isnan(fits.center_nm[1]) and fits.center_nm[[0, 2]] == pytest.approx(c[[0, 2]], abs=1e-6)

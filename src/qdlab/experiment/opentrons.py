@@ -235,16 +235,17 @@ class SimulationLog:
 
 
 def find_ot2_python(root: str | Path | None = None) -> Path:
-    """The Python of ``.venv-ot2`` at the repository root (or ``$QDLAB_OT2_PYTHON``)."""
+    """The Python of ``.venv-ot2`` at the repository root or in the working directory (or ``$QDLAB_OT2_PYTHON``)."""
     env = os.environ.get("QDLAB_OT2_PYTHON")
     if env:
         return Path(env)
-    base = Path(root) if root else Path(__file__).resolve().parents[3]
-    py = base / OT2_VENV / "bin" / "python"
-    if not py.exists():
-        raise ProtocolError(f"{py} not found: the Opentrons simulator lives in its own virtualenv; "
-                            "`make test` (or `make ot2`) creates it")
-    return py
+    bases = [Path(root)] if root else [Path(__file__).resolve().parents[3], Path.cwd()]
+    for base in bases:  # the repository root (editable install), then the working directory
+        py = base / OT2_VENV / "bin" / "python"
+        if py.exists():
+            return py
+    raise ProtocolError(f"{bases[0] / OT2_VENV / 'bin' / 'python'} not found: the Opentrons simulator lives in its "
+                        "own virtualenv; `make test` (or `make ot2`) creates it")
 
 
 def simulate_protocol(protocol: str | Path, *, python: str | Path | None = None, timeout_s: float = 300) -> SimulationLog:

@@ -132,7 +132,8 @@ def fit_gaussians(wavelength_nm: np.ndarray, intensity: np.ndarray, *, baseline:
     the sum of squares and the relative parameter step are both below ``rtol`` (or the residual is
     exactly zero). Flags: ``not_converged`` (``max_iter`` reached or non-finite), ``low_height``
     (h ≤ ``min_height`` or h < ``min_snr`` × residual RMS), ``too_wide`` (FWHM > window width),
-    ``centre_outside`` (centre outside the window), ``too_narrow`` (FWHM < one wavelength step).
+    ``centre_outside`` (centre outside the window), ``too_narrow`` (FWHM < one wavelength step),
+    ``too_few_points`` (fewer valid points than parameters + 1: not fitted, NaN results).
     """
     x = np.asarray(wavelength_nm, dtype=float)
     y = np.atleast_2d(np.asarray(intensity, dtype=float))
@@ -145,11 +146,16 @@ def fit_gaussians(wavelength_nm: np.ndarray, intensity: np.ndarray, *, baseline:
     if x.size > 1 and np.any(np.diff(x) <= 0):
         raise FitError("wavelengths must be strictly increasing")
     w = np.isfinite(y).astype(float)
+    masked = not w.all()
     y = np.where(w > 0, y, 0.0)
     npts = w.sum(1)
     if np.any(npts < k + 1):
-        bad = int(np.argmin(npts))
-        raise FitError(f"spectrum {bad} has {int(npts[bad])} valid points; a {k}-parameter fit needs ≥ {k + 1}")
+        good = npts >= k + 1
+        if not good.any():
+            raise FitError(f"no spectrum has the {k + 1} valid points a {k}-parameter fit needs")
+        sub = fit_gaussians(x, np.where(w > 0, y, np.nan)[good], baseline=baseline, max_iter=max_iter, rtol=rtol,
+                            min_height=min_height, min_snr=min_snr, p0=None if p0 is None else np.asarray(p0)[good])
+        return _expand(sub, good)
     xm = 0.5 * (x[0] + x[-1])
     p = initial_guess(x, y, w, baseline) if p0 is None else np.array(p0, dtype=float)
     n = y.shape[0]
@@ -165,9 +171,12 @@ def fit_gaussians(wavelength_nm: np.ndarray, intensity: np.ndarray, *, baseline:
     for _ in range(max_iter):
         if active.size == 0:
             break
-        pa, ja, ra, la = p[active], jac[active] * w[active, :, None], res[active], lam[active]
-        jtj = np.einsum("nwi,nwj->nij", ja, ja)
-        g = np.einsum("nwi,nw->ni", ja, ra)
+        pa, ja, ra, la = p[active], jac[active], res[active], lam[active]
+        if masked:
+            ja = ja * w[active, :, None]
+        jat = ja.transpose(0, 2, 1)
+        jtj = jat @ ja                      # batched JᵀJ (n, k, k)
+        g = (jat @ ra[..., None])[..., 0]   # batched Jᵀr (n, k)
         diag = np.einsum("nii->ni", jtj)
         a = jtj + la[:, None, None] * (diag[:, :, None] * eye + 1e-12 * eye)
         try:
@@ -177,7 +186,9 @@ def fit_gaussians(wavelength_nm: np.ndarray, intensity: np.ndarray, *, baseline:
         pn = pa + step
         pn[:, 2] = np.abs(pn[:, 2])  # σ and −σ are the same Gaussian
         yn, jn = _model(x, pn, xm, nb)
-        rn = (y[active] - yn) * w[active]
+        rn = y[active] - yn
+        if masked:
+            rn *= w[active]
         ssen = (rn * rn).sum(1)
         better = np.isfinite(ssen) & (ssen <= sse[active])
         n_iter[active] += 1
@@ -205,7 +216,7 @@ def _finish(x, y, w, p, res, sse, jac, n_iter, converged, nb, min_height, min_sn
     dof = np.maximum(npts - k, 1)
     s2 = sse / dof
     jw = jac * w[..., None]
-    jtj = np.einsum("nwi,nwj->nij", jw, jw)
+    jtj = jw.transpose(0, 2, 1) @ jw
     cov = np.linalg.pinv(jtj) * s2[:, None, None]
     err = np.sqrt(np.clip(np.einsum("nii->ni", cov), 0, None))
     h, c, s = p[:, 0], p[:, 1], np.abs(p[:, 2])
@@ -226,6 +237,24 @@ def _finish(x, y, w, p, res, sse, jac, n_iter, converged, nb, min_height, min_sn
                      baseline0=p[:, 3] if nb >= 1 else zeros, baseline1=p[:, 4] if nb == 2 else zeros.copy(),
                      r2=r2, rmse=rmse, center_err_nm=err[:, 1], fwhm_err_nm=FWHM_PER_SIGMA * err[:, 2],
                      height_err=err[:, 0], n_iter=n_iter, converged=conv, flag=flag, ok=flag == "")
+
+
+def _expand(sub: GaussFits, good: np.ndarray) -> GaussFits:
+    """Results for all spectra from those of the ``good`` ones; the others: NaN, flag too_few_points."""
+    out = {}
+    for name in sub.__dataclass_fields__:
+        v = getattr(sub, name)
+        if name == "flag":
+            full = np.full(good.size, "too_few_points", dtype=object)
+        elif v.dtype == bool:
+            full = np.zeros(good.size, dtype=bool)
+        elif v.dtype.kind in "iu":
+            full = np.zeros(good.size, dtype=v.dtype)
+        else:
+            full = np.full(good.size, np.nan)
+        full[good] = v
+        out[name] = full
+    return GaussFits(**out)
 
 
 def fit_table(tidy: pd.DataFrame, *, baseline: Baseline = "linear", window_nm: tuple[float, float] | None = None,
