@@ -34,7 +34,8 @@ ot2: $(OT2_STAMP)
 
 $(OT2_STAMP):
 	test -x $(OT2_VENV)/bin/python || $(PYTHON) -m venv $(OT2_VENV)
-	$(OT2_VENV)/bin/pip install --quiet opentrons==9.1.2
+	# the set measured to import and simulate on Python 3.11 (newer pydantic may break opentrons)
+	$(OT2_VENV)/bin/pip install --quiet opentrons==9.1.2 pydantic==2.14.3 pydantic-settings==2.16.3 numpy==1.26.4
 	touch $(OT2_STAMP)
 
 demo: $(STAMP)

@@ -157,6 +157,7 @@ def fit_gaussians(wavelength_nm: np.ndarray, intensity: np.ndarray, *, baseline:
                             min_height=min_height, min_snr=min_snr, p0=None if p0 is None else np.asarray(p0)[good])
         return _expand(sub, good)
     xm = 0.5 * (x[0] + x[-1])
+    width = max(float(x[-1] - x[0]), 1e-12)
     p = initial_guess(x, y, w, baseline) if p0 is None else np.array(p0, dtype=float)
     n = y.shape[0]
     lam = np.full(n, 1e-3)
@@ -182,7 +183,7 @@ def fit_gaussians(wavelength_nm: np.ndarray, intensity: np.ndarray, *, baseline:
         try:
             step = np.linalg.solve(a, g[..., None])[..., 0]
         except np.linalg.LinAlgError:
-            step = np.stack([np.linalg.lstsq(ai, gi, rcond=None)[0] for ai, gi in zip(a, g)])  # singular: rare
+            step = (np.linalg.pinv(a) @ g[..., None])[..., 0]  # a singular system somewhere (rare)
         pn = pa + step
         pn[:, 2] = np.abs(pn[:, 2])  # σ and −σ are the same Gaussian
         yn, jn = _model(x, pn, xm, nb)
@@ -194,7 +195,11 @@ def fit_gaussians(wavelength_nm: np.ndarray, intensity: np.ndarray, *, baseline:
         n_iter[active] += 1
         acc = active[better]
         drop = (sse[acc] - ssen[better]) / np.maximum(sse[acc], 1e-300)
-        rel_step = np.max(np.abs(step[better]) / (np.abs(pa[better]) + 1e-12), axis=1)
+        # parameter steps relative to |p| + a natural scale (height for h and b0, the window for c and σ,
+        # height/window for b1), so parameters that sit near zero (a flat baseline) can converge
+        hb = np.abs(pa[better, 0:1])
+        scale = np.concatenate([hb, np.full_like(hb, width), np.full_like(hb, width), hb, hb / width], axis=1)[:, :k]
+        rel_step = np.max(np.abs(step[better]) / (np.abs(pa[better]) + scale + 1e-300), axis=1)
         p[acc], jac[acc], res[acc], sse[acc] = pn[better], jn[better], rn[better], ssen[better]
         lam[acc] = np.maximum(lam[acc] * 0.3, 1e-12)
         lam[active[~better]] *= 10.0
