@@ -1,5 +1,7 @@
 """Gen5 / Cytation import (CSV, TSV, XLSX), tidy format, precise errors, well-map join."""
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,6 +114,10 @@ def test_xlsx_errors_name_the_row(tmp_path, run):
     wb = load_workbook(path)
     ws = wb.active
     heads = [c.row for c in ws["A"] if c.value == "Wavelength"]
+    times = [c.row for c in ws["A"] if c.value == "Time"]
+    ws.cell(row=times[1], column=2, value=dt.time(0, 12, 30))   # an Excel time cell
+    wb.save(path)
+    assert sorted(read_gen5(path).time_min.unique()) == [0.0, 12.5, 20.0]
     ws.cell(row=heads[0] + 2, column=3, value="n/a")
     wb.save(path)
     with pytest.raises(PlateReaderError, match=rf"e.xlsx row {heads[0] + 2}: well B1 value 'n/a'"):
