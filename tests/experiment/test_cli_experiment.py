@@ -68,6 +68,9 @@ def test_pl_pipeline(tmp_path):
     info = _ok(["pl", "plot", str(fits_path), "--spectra", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "plots"),
                 "--antisolvent", "toluene", "--json"])
     assert len(info["written"]) == 3 and all(os.path.getsize(p) > 5000 for p in info["written"])
+    info = _ok(["pl", "table", str(fits_path), "--wellmap", str(plan), "--time", "0", "-o", str(tmp_path / "t.csv"),
+                "--json"])
+    assert info["wells"] == 8 and "peak_nm" in info["columns"] and "toluene" in info["columns"]
     info = _ok(["pl", "models", str(tmp_path / "syn.csv"), "--target", "peak_nm", "--model", "linear", "--model",
                 "random_forest", "--n-estimators", "20", "--cv", "3", "--out", str(tmp_path / "mo"), "--json"])
     assert set(info["shap_ranking"][:3]) == {"toluene", "chloroform", "OLAm"}

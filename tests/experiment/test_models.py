@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qdlab.experiment.models import ModelError, fit_models, plot_beeswarm, shap_ranking, shap_values
+from qdlab.experiment.models import (ModelError, fit_models, plot_beeswarm, shap_ranking, shap_values,
+                                    training_table)
 from qdlab.experiment.synthetic import SYNTHESIS_FEATURES, synthetic_synthesis_table
 
 FAST = dict(n_estimators=40, cv=3)
@@ -69,6 +70,20 @@ def test_reproducible_with_seed(table, peak_report):
 def test_beeswarm_png(peak_report, tmp_path):
     out = plot_beeswarm(shap_values(peak_report, "linear", max_explain=40), tmp_path / "bee.png", title="peak")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_training_table_from_fits():
+    from qdlab.experiment.plate import PlateDesign, design_plate, wellmap_frame
+
+    wm = wellmap_frame(design_plate(PlateDesign(amine_ratios=[0.1, 1.0])))  # A1..D1
+    fits = pd.DataFrame({"well": ["A1", "A1", "B1", "B1", "C1", "C1", "D1"], "time_min": [0, 10, 0, 10, 0, 10, 10],
+                         "center_nm": [515, 516, 500, 501, 514, 515, 499], "height": [9, 8, 7, 6, 5, 4, 3],
+                         "fwhm_nm": [25.0] * 7, "ok": [True, True, True, True, False, True, True]})
+    t = training_table(fits, wm, time_min=2.0)
+    assert list(t.well) == ["A1", "B1", "D1"] and t.attrs["dropped_wells"] == 1    # C1 flagged at t = 0
+    assert list(t.peak_nm) == [515, 500, 499] and list(t.intensity) == [9, 7, 3]   # D1: only read is 10 min
+    assert {"OAc", "OLAm", "toluene", "chloroform", "ligand_ratio"} <= set(t.columns)
+    assert t.set_index("well").loc["B1", "chloroform"] == 180
 
 
 def test_model_errors(table):

@@ -220,11 +220,39 @@ def plot_cmd(fits_file: Path = typer.Argument(..., help="Results table from `qdl
             console.print(f"wrote {w}")
 
 
+@pl_app.command("table")
+@guarded
+def table_cmd(fits_file: Path = typer.Argument(..., help="Results table from `qdlab pl fit`."),
+              wellmap: Path = typer.Option(..., "--wellmap", help="Plan JSON or well-map CSV."),
+              at: float = typer.Option(0.0, "--time", help="Targets from the read nearest this time, min."),
+              output: Path = typer.Option(Path("synthesis.csv"), "-o", "--output"),
+              as_json: bool = JSON_OPT) -> None:
+    """Synthesis table for `qdlab pl models`: per-well reagent volumes + fitted peak/intensity at a time."""
+    import pandas as pd
+
+    from qdlab.experiment.models import training_table
+    from qdlab.experiment.plate import load_wellmap
+    from qdlab.experiment.platereader import write_tidy
+
+    if not fits_file.exists():
+        raise QdlabError(f"no such file: {fits_file}")
+    fits = pd.read_parquet(fits_file) if fits_file.suffix.lower() == ".parquet" else pd.read_csv(fits_file)
+    table = training_table(fits, load_wellmap(wellmap), time_min=at)
+    write_tidy(table, output)
+    info = {"output": str(output), "wells": len(table), "dropped_flagged": table.attrs["dropped_wells"],
+            "columns": list(table.columns)}
+    if as_json:
+        emit_json(info)
+    else:
+        console.print(f"{len(table)} wells → {output} ({info['dropped_flagged']} flagged left out)")
+
+
 @pl_app.command("models")
 @guarded
 def models_cmd(table: Path = typer.Argument(..., help="Synthesis table (CSV/Parquet): features + target."),
                target: str = typer.Option("peak_nm", "--target", help="Target column (peak position or intensity)."),
-               features: list[str] = typer.Option([], "--feature", help="Feature column; repeatable (default: all numeric)."),
+               features: list[str] = typer.Option([], "--feature", help="Feature column; repeatable (default: all numeric "
+                                                                  "but the targets peak_nm, intensity, fwhm_nm)."),
                models: list[str] = typer.Option([], "--model", help="linear, random_forest, svr, mlp, gradient_boosting; repeatable."),
                seed: int = typer.Option(0, "--seed"), cv: int = typer.Option(5, "--cv", help="Cross-validation folds."),
                n_estimators: int = typer.Option(200, "--n-estimators"),
@@ -239,7 +267,7 @@ def models_cmd(table: Path = typer.Argument(..., help="Synthesis table (CSV/Parq
     if not table.exists():
         raise QdlabError(f"no such file: {table}")
     df = pd.read_parquet(table) if table.suffix.lower() == ".parquet" else pd.read_csv(table)
-    feats = features or [c for c in df.columns if c not in {target, "peak_nm", "intensity", "well"}
+    feats = features or [c for c in df.columns if c not in {target, "peak_nm", "intensity", "fwhm_nm", "well"}
                          and pd.api.types.is_numeric_dtype(df[c])]
     report = fit_models(df, target, features=feats, models=models or MODEL_NAMES, seed=seed, cv=cv,
                         n_estimators=n_estimators)

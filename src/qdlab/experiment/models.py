@@ -24,6 +24,31 @@ class ModelError(QdlabError):
     """A table that cannot be modelled (missing columns, too few rows, non-numeric features)."""
 
 
+def training_table(fits: pd.DataFrame, wellmap: pd.DataFrame, *, time_min: float = 0.0) -> pd.DataFrame:
+    """Synthesis features per well (µL; :func:`qdlab.experiment.plate.synthesis_table`) + PL targets.
+
+    Targets from the read nearest ``time_min`` (min) in each well: ``peak_nm`` (fitted centre, nm),
+    ``intensity`` (fitted height, counts) and ``fwhm_nm``. Wells whose fit at that read is flagged
+    are left out (their count is in ``attrs["dropped_wells"]``).
+    """
+    from qdlab.experiment.plate import synthesis_table
+
+    need = {"well", "time_min", "center_nm", "height", "fwhm_nm", "ok"}
+    if need - set(fits.columns):
+        raise ModelError(f"fit table lacks column(s) {', '.join(sorted(need - set(fits.columns)))}")
+    f = fits.assign(_dt=(fits["time_min"] - time_min).abs())
+    at = f.sort_values(["well", "_dt"], kind="stable").drop_duplicates("well")
+    ok = at[at["ok"].astype(bool)]
+    feats = synthesis_table(wellmap)
+    targets = ok.set_index("well")[["center_nm", "height", "fwhm_nm"]].rename(
+        columns={"center_nm": "peak_nm", "height": "intensity"})
+    out = feats.join(targets, how="inner")
+    if out.empty:
+        raise ModelError("no well has both a well-map entry and an ok fit at that time")
+    out.attrs["dropped_wells"] = int(len(at) - len(ok))
+    return out.reset_index()
+
+
 def make_model(name: str, seed: int = 0, n_estimators: int = 200):
     """A fresh scikit-learn regressor by name (SVR and MLP standardise their inputs)."""
     from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
