@@ -35,6 +35,12 @@ def test_roundtrip(tmp_path, run, suffix):
     _same(got, run)
 
 
+def test_tables_starting_in_column_b(run):
+    rows = [([""] + ln.split(",")) if ln and not ln.startswith("Read ") else ln.split(",")
+            for ln in gen5_text(run).splitlines()]
+    _same(parse_gen5_rows(rows), run)
+
+
 def test_read_times_and_interval_fallback(tmp_path, run):
     text = gen5_text(run).replace("Time,0:10:00", "Time,0:12:30")
     got = parse_gen5_rows([r.split(",") for r in text.splitlines()], source="x")

@@ -88,10 +88,14 @@ def _rows_xlsx(path: Path, sheet: str | None) -> tuple[list[list[object]], str]:
 
 
 def _trim(row: list[object]) -> list[object]:
+    """Cells without leading and trailing empty ones (Gen5 XLSX tables may start in column B)."""
     out = list(row)
     while out and _cell(out[-1]) == "":
         out.pop()
-    return out
+    k = 0
+    while k < len(out) and _cell(out[k]) == "":
+        k += 1
+    return out[k:]
 
 
 def parse_gen5_rows(rows: list[list[object]], *, source: str = "export", unit: str = "line",
@@ -121,15 +125,15 @@ def parse_gen5_rows(rows: list[list[object]], *, source: str = "export", unit: s
         i += 1
         while i < n and not _trim(rows[i]):
             i += 1
-        if i < n and _cell(rows[i][0]).lower() in {"time", "read time", "start time"}:
-            r = _trim(rows[i])
+        r = _trim(rows[i]) if i < n else []
+        if r and _cell(r[0]).lower() in {"time", "read time", "start time"}:
             if len(r) < 2:
                 raise PlateReaderError(f"{source} {unit} {i + 1}: 'Time' line without a value")
             time_min = _time_minutes(r[1], f"{source} {unit} {i + 1}")
             i += 1
             while i < n and not _trim(rows[i]):
                 i += 1
-        if i >= n or _TITLE.match(_cell(rows[i][0]) if rows[i] else ""):
+        if i >= n or _TITLE.match(_cell(_trim(rows[i])[0])):
             raise PlateReaderError(f"{where}: block 'Read {read}:EM Spectrum' is empty (no header, no data)")
         header = [_cell(c) for c in _trim(rows[i])]
         hline = i + 1
