@@ -107,10 +107,23 @@ def test_help_everywhere():
         assert res.exit_code == 0, cmd
 
 
-def test_demo(tmp_path):
-    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--json"])
+def test_demo_small_end_to_end(tmp_path):
+    """The demo's whole path on 1×1×1 models (the real demo uses 3×3×3; see `make demo`)."""
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--size", "1", "--workers", "1", "--full",
+                              "--json"])
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)
-    assert rep["model"]["ligands"] == {"BzO": 27, "MA": 23}
-    for f in ("nc_3x3x3_MA-BzO.extxyz", "nc_3x3x3_MA-BzO.png", "report.md", "report.json"):
-        assert (tmp_path / "demo" / f).exists()
+    assert set(rep["phonons"]) == {"bare_1x1x1", "MA-BzO_1x1x1"} and not rep["skipped"]
+    for name, ph in rep["phonons"].items():
+        assert ph["n_modes"] == 3 * ph["n_atoms"] - 6
+    for f in ("nc_1x1x1_MA-BzO.extxyz", "nc_1x1x1_MA-BzO.png", "report.md", "report.json", "dos_comparison.png",
+              "bare_1x1x1/dos.png", "MA-BzO_1x1x1/peaks.json", "MA-BzO_1x1x1/phonopy/phonopy_params.yaml"):
+        assert (tmp_path / "demo" / f).exists(), f
+    assert "| bare_1x1x1 |" in (tmp_path / "demo" / "report.md").read_text()
+
+
+def test_demo_skips_capped_phonons_on_cpu(tmp_path):
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--size", "1", "--workers", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert set(rep["phonons"]) == {"bare_1x1x1"} and "skipped on CPU" in rep["skipped"]["MA-BzO_1x1x1"]

@@ -101,10 +101,15 @@ def info(structure: Path, as_json: bool = JSON_OPT) -> None:
 @app.command("demo")
 @guarded
 def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Output folder."),
+         full: bool = typer.Option(False, "--full", help="Also the capped model's phonons on CPU (≈95 core-min)."),
+         workers: int = typer.Option(2, "--workers", help="Processes for the finite-difference Hessian."),
+         device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+         size: int = typer.Option(3, "--size", help="Cube edge in unit cells (3 as in seed 000)."),
          as_json: bool = JSON_OPT) -> None:
-    """The main job: build a capped CsPbBr3 nanocrystal, write it and render a picture."""
+    """The main job: build a capped CsPbBr3 NC, relax, Γ-phonon DOS with CHGNet, M1/M2/M3, report."""
     from qdlab.workflows.demo import run_demo
 
-    result = run_demo(out, log=console.print)
+    result = run_demo(out, log=lambda m: console.print(m, highlight=False), full=full, workers=workers,
+                      device=device, size=size)
     if as_json:
         emit_json(result)

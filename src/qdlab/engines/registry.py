@@ -7,8 +7,10 @@ Everything downstream only sees an ASE calculator.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import shutil
+import sys
 from dataclasses import asdict, dataclass
 
 from ase.calculators.calculator import Calculator
@@ -63,6 +65,19 @@ def get_calculator(name: str = DEFAULT_ENGINE, *, model: str | None = None, chec
     if key not in ENGINES:
         raise QdlabError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
     mlip.set_threads(threads)
+    # the ML packages print banners on stdout; keep stdout clean for --json output
+    with contextlib.redirect_stdout(sys.stderr):
+        calc = _create(key, model, checkpoint, device, options)
+    if d3:
+        from qdlab.engines.dispersion import with_d3
+
+        calc = with_d3(calc, d3_method, d3_damping)
+    return calc
+
+
+def _create(key: str, model: str | None, checkpoint: str | None, device: str, options: dict) -> Calculator:
+    from qdlab.engines import mlip
+
     if key == "chgnet":
         calc = mlip.chgnet_calculator(model or "0.3.0", checkpoint, device)
     elif key == "sevenn":
@@ -83,10 +98,6 @@ def get_calculator(name: str = DEFAULT_ENGINE, *, model: str | None = None, chec
         from qdlab.engines.cp2k import cp2k_calculator
 
         calc = cp2k_calculator(**options)
-    if d3:
-        from qdlab.engines.dispersion import with_d3
-
-        calc = with_d3(calc, d3_method, d3_damping)
     return calc
 
 

@@ -52,7 +52,7 @@ def to_phonopy(atoms: Atoms, force_constants: np.ndarray):
     cell = atoms.cell.array if atoms.cell.rank == 3 else np.diag(np.ptp(atoms.positions, 0) + 30.0)
     unit = PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=cell, positions=atoms.positions,
                         masses=atoms.get_masses())
-    ph = Phonopy(unit, supercell_matrix=np.eye(3, dtype=int), primitive_matrix=None)
+    ph = Phonopy(unit, supercell_matrix=np.eye(3, dtype=int), primitive_matrix="P")  # the cluster cell itself
     n = len(atoms)
     ph.force_constants = force_constants.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)
     return ph
