@@ -17,6 +17,7 @@ from qdlab.cli import build as build_cli  # noqa: E402
 from qdlab.cli import engines as engines_cli  # noqa: E402
 from qdlab.cli import experiment as experiment_cli  # noqa: E402
 from qdlab.cli import ligands as ligands_cli  # noqa: E402
+from qdlab.cli import md as md_cli  # noqa: E402
 from qdlab.cli import phonons as phonons_cli  # noqa: E402
 from qdlab.cli.common import JSON_OPT, console, emit_json, guarded  # noqa: E402
 
@@ -29,6 +30,7 @@ app.add_typer(experiment_cli.pl_app, name="pl")
 app.add_typer(engines_cli.app, name="engines")
 app.command("relax")(engines_cli.relax_cmd)
 app.command("phonons")(phonons_cli.phonons_cmd)
+app.command("md")(md_cli.md_cmd)
 
 
 def _version(value: bool) -> None:
