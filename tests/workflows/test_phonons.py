@@ -217,9 +217,20 @@ def test_phonopy_export_reloads(relaxed, tmp_path):
     ph.run_qpoints([[0, 0, 0]])
     ref = ph.qpoints.frequencies[0] * THZ_TO_CM1
     assert _compare_above(res.frequencies_cm1, ref) < 0.5
-    for f in ("dos.csv", "dos.png", "peaks.json", "peaks.csv", "phonons.npz", "summary.json", "phonopy/FORCE_CONSTANTS",
-              "phonopy/qpoints.yaml"):
+    for f in ("frequencies.csv", "dos.csv", "pdos.csv", "dos.png", "peaks.json", "peaks.csv", "phonons.npz",
+              "summary.json", "phonopy/FORCE_CONSTANTS", "phonopy/qpoints.yaml"):
         assert (tmp_path / f).exists(), f
+    # frequencies.csv: one column, all 3N modes ascending (rigid ones as 0)
+    lines = (tmp_path / "frequencies.csv").read_text().split()
+    freqs = np.array(lines[1:], float)
+    assert lines[0] == "frequency_cm1" and len(freqs) == 3 * len(relaxed) and (np.diff(freqs) >= 0).all()
+    assert np.allclose(np.sort(freqs[np.abs(freqs) > 1e-9]), np.sort(res.frequencies_cm1), atol=1e-5)
+    # dos.csv + pdos.csv read back; the partial DOS sum to the total
+    from qdlab.workflows.phonon_io import load_dos_csv, load_peaks
+
+    dos = load_dos_csv(tmp_path)
+    assert np.allclose(sum(dos.partial.values()), dos.total, atol=1e-6 * dos.total.max())
+    assert set(load_peaks(tmp_path)) == {"M1", "M2", "M3"}
     assert set(json.loads((tmp_path / "peaks.json").read_text())) == {"M1", "M2", "M3"}
     assert summary["n_modes"] == res.n_modes
 
@@ -239,6 +250,18 @@ def test_cli_phonons(tmp_path):
     assert s["n_modes"] == 3 * 63 - 6 and s["n_imaginary"] == 0
     res = runner.invoke(app, ["phonons", str(nc), "-e", "classical", "--delta", "-1", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "δ must be > 0" in res.stderr
+    # compare two finished runs: one plot and the peak table
+    res = runner.invoke(app, ["phonons", str(nc), "-e", "classical", "--fmax", "0.05", "--out", str(tmp_path / "ph2"),
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["phonons", "compare", str(tmp_path / "ph"), str(tmp_path / "ph2"), "-o",
+                              str(tmp_path / "cmp.png"), "--json"])
+    assert res.exit_code == 0, res.output
+    cmp = json.loads(res.stdout)
+    assert set(cmp["peaks_cm1"]) == {"ph", "ph2"} and (tmp_path / "cmp.png").stat().st_size > 1000
+    assert cmp["peaks_cm1"]["ph"]["M3"] == pytest.approx(s["peaks_cm1"]["M3"], abs=1e-3)
+    res = runner.invoke(app, ["phonons", "compare", str(tmp_path), "-o", str(tmp_path / "x.png")])
+    assert res.exit_code == 2 and "no dos.csv" in res.stderr
 
 
 def test_chgnet_phonons_match_ase_and_batched_and_workers(tmp_path):

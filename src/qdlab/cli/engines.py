@@ -1,4 +1,4 @@
-"""``qdlab engines list`` and ``qdlab relax``."""
+"""``qdlab engines list``, ``qdlab single`` and ``qdlab relax``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
 app = typer.Typer(help="Energy engines (ASE calculators).", no_args_is_help=True)
 
 ENGINE_OPT = typer.Option("chgnet", "--engine", "-e", help="chgnet | sevenn | mattersim | classical | xtb | cp2k")
-MODEL_OPT = typer.Option(None, "--model", help="Pretrained model (e.g. 0.3.0, 7net-0, gfn2).")
+MODEL_OPT = typer.Option(None, "--model", "--method",
+                         help="Pretrained model (0.3.0, 7net-0, GFN2-xTB) or a file: checkpoint / LJ parameter JSON|TOML.")
 CKPT_OPT = typer.Option(None, "--checkpoint", help="Model checkpoint file (fine-tuned or MatterSim).")
 DEVICE_OPT = typer.Option("cpu", "--device", help="cpu | cuda | auto")
 THREADS_OPT = typer.Option(None, "--threads", help="Torch threads (default: leave as set by OMP_NUM_THREADS).")
@@ -77,3 +78,36 @@ def relax_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output"
                       f"E = {res.energy_eV:.6f} eV, fmax = {res.fmax_eV_A:.4f} eV/Å → {output}")
     if not res.converged:
         raise typer.Exit(code=1)
+
+
+@guarded
+def single_cmd(structure: Path, engine: str = ENGINE_OPT, model: str = MODEL_OPT, checkpoint: str = CKPT_OPT,
+               device: str = DEVICE_OPT, threads: int = THREADS_OPT, d3: bool = D3_OPT,
+               as_json: bool = JSON_OPT) -> None:
+    """Single point: energy (eV), max force (eV/Å) and timing of one engine call."""
+    import time
+
+    import numpy as np
+    from ase.io import read
+
+    from qdlab.engines import get_calculator
+    from qdlab.errors import QdlabError
+
+    atoms = read(structure)
+    calc = get_calculator(engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
+    atoms.calc = calc
+    t0 = time.perf_counter()
+    energy = float(atoms.get_potential_energy())
+    forces = atoms.get_forces()
+    seconds = time.perf_counter() - t0
+    if not (np.isfinite(energy) and np.isfinite(forces).all()):
+        raise QdlabError(f"engine {engine} returned non-finite energy or forces for {structure}")
+    fmax = float(np.sqrt((forces ** 2).sum(1)).max())
+    info = {"structure": str(structure), "engine": engine, "model": model or checkpoint, "d3": d3,
+            "atoms": len(atoms), "formula": atoms.get_chemical_formula(mode="hill"), "energy_eV": energy,
+            "energy_per_atom_eV": energy / len(atoms), "fmax_eV_A": fmax, "seconds": round(seconds, 4)}
+    if as_json:
+        emit_json(info)
+        return
+    console.print(f"{info['formula']} ({len(atoms)} atoms) with {engine}: E = {energy:.6f} eV, "
+                  f"max |F| = {fmax:.4f} eV/Å ({seconds:.2f} s)", highlight=False)

@@ -29,6 +29,7 @@ app.add_typer(experiment_cli.plate_app, name="plate")
 app.add_typer(experiment_cli.pl_app, name="pl")
 app.add_typer(engines_cli.app, name="engines")
 app.command("relax")(engines_cli.relax_cmd)
+app.command("single")(engines_cli.single_cmd)
 app.command("phonons")(phonons_cli.phonons_cmd)
 app.command("md")(md_cli.md_cmd)
 
@@ -111,7 +112,8 @@ def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Output folder
     """The main job: build a capped CsPbBr3 NC, relax, Γ-phonon DOS with CHGNet, M1/M2/M3, report."""
     from qdlab.workflows.demo import run_demo
 
-    result = run_demo(out, log=lambda m: console.print(m, highlight=False), full=full, workers=workers,
+    result = run_demo(out, log=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True),
+                      full=full, workers=workers,
                       device=device, size=size)
     if as_json:
         emit_json(result)

@@ -12,9 +12,36 @@ from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
 from qdlab.cli.engines import CKPT_OPT, D3_OPT, DEVICE_OPT, ENGINE_OPT, MODEL_OPT, THREADS_OPT
 
 
+def _compare(folders: list[Path], out: Path, as_json: bool) -> None:
+    from qdlab.errors import QdlabError
+    from qdlab.report.plots import plot_dos_comparison
+    from qdlab.workflows.phonon_io import load_dos_csv, load_peaks
+
+    if len(folders) < 1:
+        raise QdlabError("compare needs at least one phonons output folder: qdlab phonons compare DIR1 DIR2 -o plot.png")
+    if out.suffix.lower() != ".png":
+        raise QdlabError(f"compare writes a PNG: give -o plot.png, not {out}")
+    systems = {f.name or str(f): (load_dos_csv(f), load_peaks(f)) for f in folders}
+    plot_dos_comparison(systems, out, title="Γ-point phonon DOS per mode")
+    table = {k: {n: p.centre_cm1 for n, p in v[1].items()} for k, v in systems.items()}
+    if as_json:
+        emit_json({"plot": str(out), "peaks_cm1": table})
+        return
+    t = Table(title=f"peak centres (cm⁻¹) → {out}")
+    names = sorted({n for v in table.values() for n in v})
+    t.add_column("system")
+    for n in names:
+        t.add_column(n)
+    for k, v in table.items():
+        t.add_row(k, *[f"{v[n]:.1f}" if n in v else "–" for n in names])
+    console.print(t)
+
+
 @guarded
-def phonons_cmd(structure: Path,
-                out: Path = typer.Option(Path("phonons_out"), "--out", "-o", help="Output folder."),
+def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | compare DIR...",
+                                                  help="A structure file, or `compare` and phonons output folders."),
+                out: Path = typer.Option(Path("phonons_out"), "--out", "-o",
+                                         help="Output folder (compare: the PNG plot)."),
                 engine: str = ENGINE_OPT, model: str = MODEL_OPT, checkpoint: str = CKPT_OPT,
                 device: str = DEVICE_OPT, threads: int = THREADS_OPT, d3: bool = D3_OPT,
                 relax_first: bool = typer.Option(True, "--relax/--no-relax", help="Relax (L-BFGS) before the Hessian."),
@@ -25,8 +52,20 @@ def phonons_cmd(structure: Path,
                 batch: int = typer.Option(None, "--batch", help="Displacements per engine call (engines with batching)."),
                 sigma: float = typer.Option(3.0, "--sigma", help="Gaussian smearing of the DOS, cm⁻¹."),
                 as_json: bool = JSON_OPT) -> None:
-    """Relax, build the Hessian (6N force calls, checkpointed), project rigid modes, DOS and peaks."""
+    """Relax, build the Hessian (6N force calls, checkpointed), project rigid modes, DOS and peaks.
+
+    `qdlab phonons compare DIR1 DIR2 ... -o plot.png` overlays finished runs and tabulates M1/M2/M3.
+    """
     from ase.io import read
+
+    from qdlab.errors import QdlabError
+
+    if str(args[0]) == "compare":
+        _compare(list(args[1:]), out if out != Path("phonons_out") else Path("phonons_compare.png"), as_json)
+        return
+    if len(args) != 1:
+        raise QdlabError("give one structure file (or: qdlab phonons compare DIR1 DIR2 ... -o plot.png)")
+    structure = args[0]
 
     from qdlab.engines import get_calculator
     from qdlab.store.files import write_atoms

@@ -10,12 +10,17 @@ elements before the first call and a NaN guard on the results.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from ase.calculators.calculator import Calculator
 
 from qdlab.errors import QdlabError
+
+# CHGNet 0.4 converts a grad-requiring volume tensor on every call; harmless, but it floods logs
+warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar",
+                        category=UserWarning)
 
 CHGNET_MODELS = ("0.3.0", "0.2.0", "r2scan")
 SEVENN_MODELS = ("7net-0", "7net-l3i5", "7net-mf-0")

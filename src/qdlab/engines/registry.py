@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
+import os
 import shutil
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from ase.calculators.calculator import Calculator
 
@@ -50,6 +53,40 @@ ENGINES: dict[str, EngineInfo] = {
     ]
 }
 
+#: Other accepted spellings (the issue tracker's interface names among them).
+ALIASES = {"sevennet": "sevenn", "7net": "sevenn", "ljcoul": "classical", "lj-coulomb": "classical",
+           "tblite": "xtb", "gfn-xtb": "xtb"}
+
+
+def resolve_engine(name: str) -> str:
+    """Canonical engine name for ``name`` or an alias (``sevennet`` → ``sevenn``, ``ljcoul`` → ``classical``)."""
+    key = name.lower()
+    key = ALIASES.get(key, key)
+    if key not in ENGINES:
+        raise QdlabError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)} "
+                         f"(aliases: {', '.join(ALIASES)})")
+    return key
+
+
+def load_lj_parameters(path: str | os.PathLike) -> dict:
+    """LJ (+ optional charges) from a JSON or TOML file: ``{"lj": {"Cs": [σ Å, ε eV], ...}, "charges": {...}}``."""
+    p = Path(path)
+    if not p.is_file():
+        raise QdlabError(f"LJ parameter file {p} not found")
+    try:
+        if p.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(p.read_text())
+        else:
+            data = json.loads(p.read_text())
+        lj = {str(el): (float(v[0]), float(v[1])) for el, v in data["lj"].items()}
+        charges = {str(el): float(q) for el, q in data.get("charges", {}).items()} or None
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise QdlabError(f"{p}: expected {{\"lj\": {{element: [sigma_A, epsilon_eV]}}, \"charges\": {{...}}}} "
+                         f"({type(exc).__name__}: {exc})") from None
+    return {"lj": lj} | ({"charges": charges} if charges else {})
+
 
 def get_calculator(name: str = DEFAULT_ENGINE, *, model: str | None = None, checkpoint: str | None = None,
                    device: str = "cpu", threads: int | None = None, d3: bool = False,
@@ -61,9 +98,14 @@ def get_calculator(name: str = DEFAULT_ENGINE, *, model: str | None = None, chec
     """
     from qdlab.engines import mlip
 
-    key = name.lower()
-    if key not in ENGINES:
-        raise QdlabError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
+    key = resolve_engine(name)
+    # a model given as a file is a checkpoint (SevenNet, CHGNet, MatterSim) or an LJ parameter file
+    if model is not None and checkpoint is None and Path(model).suffix and Path(model).is_file():
+        if key == "classical":
+            options = load_lj_parameters(model) | options
+        else:
+            checkpoint = model
+        model = None
     mlip.set_threads(threads)
     # the ML packages print banners on stdout; keep stdout clean for --json output
     with contextlib.redirect_stdout(sys.stderr):

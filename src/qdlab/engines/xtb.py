@@ -24,9 +24,10 @@ class XTB(Calculator):
     def __init__(self, method: str = "gfn2", charge: int | None = None, uhf: int = 0,
                  accuracy: float = 1.0, max_iterations: int = 250, **kwargs):
         super().__init__(**kwargs)
-        if method.lower() not in METHODS:
-            raise QdlabError(f"xTB method must be gfn1 or gfn2, not {method!r}")
-        self.method = METHODS[method.lower()]
+        key = method.lower().replace("-xtb", "").replace("_xtb", "")
+        if key not in METHODS:
+            raise QdlabError(f"xTB method must be GFN1-xTB or GFN2-xTB (gfn1, gfn2), not {method!r}")
+        self.method = METHODS[key]
         self.charge = charge
         self.uhf = uhf
         self.accuracy = accuracy

@@ -25,13 +25,51 @@ def save_phonons(result: PhononResult, path: str | os.PathLike) -> Path:
     return final
 
 
-def save_dos_csv(dos: DOS, path: str | os.PathLike) -> Path:
-    """Grid, total and partial DOS as CSV columns (cm⁻¹, modes per cm⁻¹)."""
-    cols = {"wavenumber_cm1": dos.grid_cm1, "total": dos.total, **dos.partial}
-    header = ",".join(cols)
-    body = np.column_stack(list(cols.values()))
-    lines = [header] + [",".join(f"{v:.8g}" for v in row) for row in body]
-    return write_text(path, "\n".join(lines) + "\n")
+def save_dos_csv(dos: DOS, path: str | os.PathLike, pdos_path: str | os.PathLike | None = None) -> Path:
+    """Total DOS (``wavenumber_cm1,total``) to ``path`` and partial DOS columns to ``pdos_path``
+    (modes per cm⁻¹); without ``pdos_path`` the partials go into the same file."""
+    def table(cols: dict) -> str:
+        body = np.column_stack(list(cols.values()))
+        return "\n".join([",".join(cols)] + [",".join(f"{v:.8g}" for v in row) for row in body]) + "\n"
+
+    grid = {"wavenumber_cm1": dos.grid_cm1}
+    if pdos_path is None:
+        return write_text(path, table(grid | {"total": dos.total, **dos.partial}))
+    write_text(pdos_path, table(grid | dict(dos.partial)))
+    return write_text(path, table(grid | {"total": dos.total}))
+
+
+def load_dos_csv(folder: str | os.PathLike) -> DOS:
+    """Read ``dos.csv`` (+ ``pdos.csv`` if present) of a phonon output folder."""
+    from qdlab.errors import QdlabError
+
+    folder = Path(folder)
+    if not (folder / "dos.csv").is_file():
+        raise QdlabError(f"{folder} has no dos.csv (not a `qdlab phonons` output folder)")
+    data = np.genfromtxt(folder / "dos.csv", delimiter=",", names=True)
+    partial = {}
+    if (folder / "pdos.csv").is_file():
+        p = np.genfromtxt(folder / "pdos.csv", delimiter=",", names=True)
+        with open(folder / "pdos.csv") as fh:
+            names = fh.readline().strip().split(",")[1:]
+        partial = {n: np.asarray(p[p.dtype.names[i + 1]]) for i, n in enumerate(names)}
+    return DOS(grid_cm1=np.asarray(data["wavenumber_cm1"]), total=np.asarray(data["total"]), partial=partial)
+
+
+def load_peaks(folder: str | os.PathLike) -> dict[str, Peak]:
+    """Peaks of a phonon output folder (``peaks.json``), empty if none were found."""
+    path = Path(folder) / "peaks.json"
+    if not path.is_file():
+        return {}
+    raw = json.loads(path.read_text())
+    return {k: Peak(**{f: (tuple(v) if isinstance(v, list) else v) for f, v in d.items()}) for k, d in raw.items()}
+
+
+def save_frequencies_csv(result: PhononResult, path: str | os.PathLike) -> Path:
+    """All 3N frequencies (cm⁻¹, ascending, imaginary negative) in one column ``frequency_cm1``;
+    the rigid translations/rotations removed by the Eckart projection are written as 0."""
+    freqs = np.sort(np.concatenate([result.frequencies_cm1, np.zeros(result.n_rigid)]))
+    return write_text(path, "frequency_cm1\n" + "\n".join(f"{f:.6f}" for f in freqs) + "\n")
 
 
 def save_peaks(peaks: dict[str, Peak], json_path: str | os.PathLike, csv_path: str | os.PathLike | None = None) -> None:
@@ -84,7 +122,7 @@ def write_phonon_outputs(atoms: Atoms, result: PhononResult, folder: str | os.Pa
                          regions: dict | None = None, title: str = "", phonopy_export: bool = True) -> dict:
     """DOS (total + partial by role, or by element without labels), peaks, plots and exports.
 
-    Writes phonons.npz, dos.csv, peaks.json/.csv, dos.png, phonopy/ and summary.json into
+    Writes phonons.npz, frequencies.csv, dos.csv, pdos.csv, peaks.json/.csv, dos.png, phonopy/ and summary.json into
     ``folder``; returns the summary (peak centres in cm⁻¹, counts of imaginary modes, timings).
     """
     from qdlab.analysis.dos import label_selections, mode_peaks, phonon_dos
@@ -102,7 +140,8 @@ def write_phonon_outputs(atoms: Atoms, result: PhononResult, folder: str | os.Pa
     except QdlabError as exc:  # keep going without peaks; record why
         failed["peaks"] = str(exc)
     save_phonons(result, out / "phonons.npz")
-    save_dos_csv(dos, out / "dos.csv")
+    save_dos_csv(dos, out / "dos.csv", out / "pdos.csv")
+    save_frequencies_csv(result, out / "frequencies.csv")
     save_peaks(peaks, out / "peaks.json", out / "peaks.csv")
     plot_dos(dos, peaks, out / "dos.png", title=title or atoms.get_chemical_formula(mode="hill"))
     if phonopy_export:
