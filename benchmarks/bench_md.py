@@ -19,6 +19,7 @@ import warnings
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 warnings.filterwarnings("ignore")
 
+import numpy as np  # noqa: E402
 from ase import units  # noqa: E402
 from ase.md.langevin import Langevin  # noqa: E402
 from ase.md.velocitydistribution import thermalize_momenta  # noqa: E402
@@ -31,8 +32,8 @@ from qdlab.workflows.md import run_md  # noqa: E402
 def ase_loop(atoms, calc, steps: int) -> float:
     a = atoms.copy()
     a.calc = calc
-    thermalize_momenta(a, temperature_K=300, rng=0)
-    dyn = Langevin(a, 1 * units.fs, temperature_K=300, friction=0.02 / units.fs, rng=0)
+    thermalize_momenta(a, temperature_K=300, rng=np.random.default_rng(0))
+    dyn = Langevin(a, 1 * units.fs, temperature_K=300, friction=0.02 / units.fs, rng=np.random.default_rng(0))
     a.get_forces()
     t0 = time.perf_counter()
     dyn.run(steps)

@@ -227,3 +227,23 @@ def test_cli_json_and_errors(cluster, tmp_path):
                                  "--interval", "20", "-o", str(tmp_path / "ser"), "--json"])
     assert series.exit_code == 0, series.output
     assert [r["target_temperature_K"] for r in json.loads(series.stdout)] == [20, 40]
+
+
+def test_md_then_analyses_through_the_cli(cluster, tmp_path):
+    """`qdlab md` → `qdlab analyze rdf|rmsf|vdos` on its trajectory (labels travel in the extxyz frames)."""
+    write(tmp_path / "in.extxyz", cluster)
+    traj = tmp_path / "md.extxyz"
+    res = runner.invoke(app, ["md", str(tmp_path / "in.extxyz"), "-e", "classical", "-T", "100", "--timestep", "2",
+                              "--steps", "1000", "--interval", "5", "-o", str(traj), "--json"])
+    assert res.exit_code == 0, res.output
+    rdf = runner.invoke(app, ["analyze", "rdf", str(traj), "--pair", "Pb-I", "--skip", "0.5", "-o",
+                              str(tmp_path / "rdf"), "--json"])
+    assert rdf.exit_code == 0, rdf.output
+    rmsf = runner.invoke(app, ["analyze", "rmsf", str(traj), "--skip", "0.5", "-o", str(tmp_path / "rmsf"), "--json"])
+    assert rmsf.exit_code == 0, rmsf.output
+    vdos = runner.invoke(app, ["analyze", "vdos", str(traj), "-o", str(tmp_path / "vdos"), "--json"])
+    assert vdos.exit_code == 0, vdos.output
+    for folder in ("rdf", "rmsf", "vdos"):
+        assert any(p.suffix == ".png" for p in (tmp_path / folder).iterdir()), folder
+    # the per-layer RMSF uses the builder's depth labels carried by the MD frames
+    assert "depth" in rmsf.stdout

@@ -14,6 +14,7 @@ import typer  # noqa: E402
 
 from qdlab import __version__  # noqa: E402
 from qdlab.cli import build as build_cli  # noqa: E402
+from qdlab.cli.analyze import analyze_app  # noqa: E402
 from qdlab.cli import engines as engines_cli  # noqa: E402
 from qdlab.cli import experiment as experiment_cli  # noqa: E402
 from qdlab.cli import ligands as ligands_cli  # noqa: E402
@@ -32,6 +33,7 @@ app.command("relax")(engines_cli.relax_cmd)
 app.command("single")(engines_cli.single_cmd)
 app.command("phonons")(phonons_cli.phonons_cmd)
 app.command("md")(md_cli.md_cmd)
+app.add_typer(analyze_app, name="analyze")
 
 
 def _version(value: bool) -> None:
