@@ -17,18 +17,13 @@ import numpy as np  # noqa: E402
 from ase.data import atomic_numbers  # noqa: E402
 from ase.data.colors import jmol_colors  # noqa: E402
 
-from qdlab.store.files import atomic_path  # noqa: E402
+from qdlab.report.plots import save_figure  # noqa: E402
 
 _COLOURS = ["k", "tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"]
 
 
 def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
-    fig.tight_layout()
-    final = Path(path)
-    with atomic_path(final) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
-    return final
+    return save_figure(fig, path, dpi)
 
 
 def _element_colour(symbol: str, fallback: str) -> tuple | str:

@@ -21,6 +21,16 @@ from qdlab.store.files import atomic_path  # noqa: E402
 VIEWS = {"front": "0x,0y,0z", "tilted": "-25x,35y,0z"}
 
 
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 150) -> Path:
+    """Tight layout, write the PNG atomically (no partial file on failure) and close the figure."""
+    fig.tight_layout()
+    final = Path(path)
+    with atomic_path(final) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
+    return final
+
 def render_structure(atoms: Atoms, path: str | os.PathLike[str], title: str | None = None,
                      views: dict[str, str] | None = None, dpi: int = 150) -> Path:
     """Render ``atoms`` (ball model, Jmol colours, radii ∝ covalent radius) to a PNG.
@@ -77,12 +87,7 @@ def plot_dos(dos, peaks: dict | None = None, path: str | os.PathLike = "dos.png"
     ax.set_ylabel(f"DOS (modes/cm$^{{-1}}$), σ = {dos.sigma_cm1:g} cm$^{{-1}}$")
     ax.set_title(title)
     ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    final = Path(path)
-    with atomic_path(final) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
-    return final
+    return save_figure(fig, path, dpi)
 
 
 def plot_dos_comparison(systems: dict, path: str | os.PathLike, title: str = "", xmax: float = 200.0,
@@ -100,9 +105,4 @@ def plot_dos_comparison(systems: dict, path: str | os.PathLike, title: str = "",
     ax.set_ylabel("DOS per mode" if per_mode else "DOS")
     ax.set_title(title)
     ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    final = Path(path)
-    with atomic_path(final) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
-    return final
+    return save_figure(fig, path, dpi)

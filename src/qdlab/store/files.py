@@ -46,3 +46,26 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     with atomic_path(final) as tmp:
         tmp.write_text(text)
     return final
+
+
+def read_complete_frames(path: str | os.PathLike[str]) -> list[Atoms]:
+    """Every complete frame of a trajectory (ASE ``.traj`` or extended XYZ) that may end in a frame
+    cut off mid-write by a kill: the torn tail is dropped instead of failing the read."""
+    from ase.io import Trajectory, iread
+
+    path = Path(path)
+    frames: list[Atoms] = []
+    if not path.exists() or path.stat().st_size == 0:
+        return frames
+    try:
+        if path.suffix == ".traj":
+            with Trajectory(path) as traj:
+                for k in range(len(traj)):
+                    frames.append(traj[k])
+        else:
+            for atoms in iread(path, index=":", format="extxyz"):
+                frames.append(atoms)
+    except Exception:  # the torn last frame (or an unreadable file: nothing to resume from)
+        pass
+    return frames
+

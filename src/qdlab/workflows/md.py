@@ -31,11 +31,12 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixAtoms, FixCom
-from ase.io import Trajectory, iread, write
+from ase.io import Trajectory, write
 from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
 
 from qdlab.build.select import select
 from qdlab.errors import QdlabError
+from qdlab.store.files import read_complete_frames
 
 ENSEMBLES = ("langevin", "baoab", "csvr", "nve")
 
@@ -180,26 +181,7 @@ def _ckpt_path(trajectory: Path) -> Path:
 
 def _read_frames(path: Path) -> list[Atoms]:
     """Every complete frame of a (possibly truncated) trajectory."""
-    frames: list[Atoms] = []
-    if not path.exists():
-        return frames
-    if path.suffix == ".traj":
-        try:
-            with Trajectory(path) as traj:
-                for k in range(len(traj)):
-                    try:
-                        frames.append(traj[k])
-                    except Exception:
-                        break
-        except Exception:
-            pass
-        return frames
-    try:
-        for a in iread(path, index=":", format="extxyz"):
-            frames.append(a)
-    except Exception:  # a half-written last frame
-        pass
-    return frames
+    return read_complete_frames(path)
 
 
 def _append_frame(path: Path, frame: Atoms) -> None:

@@ -17,11 +17,12 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.constraints import FixAtoms
-from ase.io import Trajectory, read
+from ase.io import Trajectory
 from ase.optimize import BFGS, FIRE, LBFGS
 
 from qdlab.build.select import select
 from qdlab.errors import QdlabError
+from qdlab.store.files import read_complete_frames
 
 OPTIMIZERS = {"lbfgs": LBFGS, "fire": FIRE, "bfgs": BFGS}
 
@@ -42,19 +43,7 @@ class RelaxResult:
 
 def _last_frame(path: Path) -> tuple[Atoms | None, int]:
     """Last readable frame and number of frames of a (possibly truncated) trajectory."""
-    try:
-        frames = read(path, ":")
-    except Exception:  # a half-written last frame: fall back to what can be read
-        frames = []
-        try:
-            with Trajectory(path) as traj:
-                for k in range(len(traj)):
-                    try:
-                        frames.append(traj[k])
-                    except Exception:
-                        break
-        except Exception:
-            return None, 0
+    frames = read_complete_frames(path)
     return (frames[-1], len(frames)) if frames else (None, 0)
 
 
