@@ -110,7 +110,7 @@ def test_help_everywhere():
 def test_demo_small_end_to_end(tmp_path):
     """The demo's whole path on 1×1×1 models (the real demo uses 3×3×3; see `make demo`)."""
     res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--size", "1", "--workers", "1", "--full",
-                              "--json"])
+                              "--fmax", "0.02", "--json"])
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)
     assert set(rep["phonons"]) == {"bare_1x1x1", "MA-BzO_1x1x1"} and not rep["skipped"]

@@ -110,12 +110,13 @@ def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Output folder
          workers: int = typer.Option(2, "--workers", help="Processes for the finite-difference Hessian."),
          device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
          size: int = typer.Option(3, "--size", help="Cube edge in unit cells (3 as in seed 000)."),
+         fmax: float = typer.Option(0.005, "--fmax", help="Relaxation threshold before the Hessian, eV/Å."),
          as_json: bool = JSON_OPT) -> None:
     """The main job: build a capped CsPbBr3 NC, relax, Γ-phonon DOS with CHGNet, M1/M2/M3, report."""
     from qdlab.workflows.demo import run_demo
 
     result = run_demo(out, log=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True),
                       full=full, workers=workers,
-                      device=device, size=size)
+                      device=device, size=size, fmax=fmax)
     if as_json:
         emit_json(result)

@@ -67,8 +67,9 @@ def _phonon_system(name: str, atoms, calc, out: Path, workers: int, engine_spec:
 
 
 def run_demo(out: str | Path, log: Callable[[str], None] = print, *, full: bool = False, workers: int = 2,
-             engine: str = "chgnet", device: str = "cpu", size: int = 3) -> dict:
-    """Run the demo into folder ``out``; returns the report as a dict (``size`` < 3 for quick tests)."""
+             engine: str = "chgnet", device: str = "cpu", size: int = 3, fmax: float = 0.005) -> dict:
+    """Run the demo into folder ``out``; returns the report as a dict (``size`` < 3 and a looser
+    relaxation threshold ``fmax`` (eV/Å) for quick tests)."""
     from qdlab.engines import get_calculator
 
     out = Path(out)
@@ -113,7 +114,7 @@ def run_demo(out: str | Path, log: Callable[[str], None] = print, *, full: bool 
             log(f"[{name}] {skipped[name]}")
             continue
         results[name] = _phonon_system(name, atoms, calc, out, workers, engine_spec, log,
-                                       fmax=0.005, steps=1500)
+                                       fmax=fmax, steps=1500)
 
     if results:
         plot_dos_comparison({k: (v["dos"], v["peaks"]) for k, v in results.items()}, out / "dos_comparison.png",
@@ -148,7 +149,8 @@ def run_demo(out: str | Path, log: Callable[[str], None] = print, *, full: bool 
             "describe nanocrystal bands; it runs the capped pipeline end to end within the demo's time. "
             "Imaginary modes of capped models are ligand librations (≥ 70 % ligand weight): flat torsional "
             "surfaces plus float32 force noise (≈1e-4 eV/Å over ±0.01 Å is ≈1e-2 eV/Å² in the Hessian, tens of "
-            "cm⁻¹ for H-rich modes). Each model is displaced by a seeded 0.02 Å before L-BFGS (fmax 0.005 eV/Å) "
+            "cm⁻¹ for H-rich modes). Each model is displaced by a seeded 0.02 Å before L-BFGS "
+            f"(fmax {fmax:g} eV/Å) "
             "so that it can leave the symmetric saddle of the cubic cut.", ""] if "MA-BzO_1x1x1" in results else []),
         f"Total time: {total:.0f} s.", "",
     ]
