@@ -260,6 +260,13 @@ def test_cli_phonons(tmp_path):
     cmp = json.loads(res.stdout)
     assert set(cmp["peaks_cm1"]) == {"ph", "ph2"} and (tmp_path / "cmp.png").stat().st_size > 1000
     assert cmp["peaks_cm1"]["ph"]["M3"] == pytest.approx(s["peaks_cm1"]["M3"], abs=1e-3)
+    # two worker processes give the same frequencies as one process
+    res = runner.invoke(app, ["phonons", str(tmp_path / "ph" / "relaxed.extxyz"), "-e", "classical", "--no-relax",
+                              "--workers", "2", "--out", str(tmp_path / "ph_w2"), "--json"])
+    assert res.exit_code == 0, res.output
+    f1 = np.loadtxt(tmp_path / "ph" / "frequencies.csv", skiprows=1)
+    f2 = np.loadtxt(tmp_path / "ph_w2" / "frequencies.csv", skiprows=1)
+    assert np.abs(f1 - f2).max() < 1e-4  # frequencies.csv carries 6 decimals; the input file 8
     res = runner.invoke(app, ["phonons", "compare", str(tmp_path), "-o", str(tmp_path / "x.png")])
     assert res.exit_code == 2 and "no dos.csv" in res.stderr
 

@@ -50,6 +50,7 @@ def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | comp
                 delta: float = typer.Option(0.01, "--delta", help="Finite-difference displacement, Å."),
                 method: str = typer.Option("fd", "--method", help="fd (finite differences) | analytic (if the engine offers it)."),
                 batch: int = typer.Option(None, "--batch", help="Displacements per engine call (engines with batching)."),
+                workers: int = typer.Option(1, "--workers", help="Processes sharing the displacements (1 thread each)."),
                 sigma: float = typer.Option(3.0, "--sigma", help="Gaussian smearing of the DOS, cm⁻¹."),
                 as_json: bool = JSON_OPT) -> None:
     """Relax, build the Hessian (6N force calls, checkpointed), project rigid modes, DOS and peaks.
@@ -86,8 +87,10 @@ def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | comp
     with Progress(TextColumn("Hessian"), BarColumn(), TextColumn("{task.completed}/{task.total} displacements"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=as_json) as bar:
         task = bar.add_task("fd", total=6 * len(atoms))
+        spec = {"name": engine, "model": model, "checkpoint": checkpoint, "device": device, "d3": d3}
         result = phonons(atoms, calc, delta, method=method, batch_size=batch, checkpoint=out / "hessian.ckpt",
-                         engine_name=f"{engine}:{model}:{checkpoint}:{d3}",
+                         engine_name=f"{engine}:{model}:{checkpoint}:{d3}", workers=workers,
+                         engine_spec=spec if workers > 1 else None,
                          progress=lambda d, t: bar.update(task, completed=d, total=t))
     summary = write_phonon_outputs(atoms, result, out, sigma_cm1=sigma)
     summary = {k: v for k, v in summary.items() if k not in ("dos", "peaks")} | {"out": str(out)}
