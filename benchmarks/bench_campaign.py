@@ -1,0 +1,126 @@
+"""Benchmark: Γ-phonon displacements of the capped 3×3×3 CsPbBr3 NC (50 % MA + 50 % BzO, 701 atoms)
+with CHGNet, spread over 2 local Dask workers by the campaign machinery vs one process.
+
+Both paths run the same unit of work (:func:`qdlab.campaign.tasks.phonon_chunk`): the serial path
+calls it once in this process for displacements [0, K), the parallel path submits it as chunks to a
+local cluster of 2 worker processes (1 thread each) exactly as ``qdlab campaign run`` does. The
+full Hessian (6N = 4,206 force calls) is ~95 core-minutes here, so ``--max-displacements K`` times
+the first K displacements on both paths and extrapolates to 6N. Forces of both paths are compared
+(identical inputs, one thread: identical numbers); with all displacements (e.g. ``--size 1``) the
+frequencies of both paths are compared too.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_campaign.py --max-displacements 48
+    OMP_NUM_THREADS=1 python benchmarks/bench_campaign.py --size 1          # full Hessian, 64 atoms
+
+Worker start-up (process spawn + CHGNet load) is timed separately from the force work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+
+
+def _warm(task: dict) -> int:
+    from qdlab.campaign.tasks import calculator
+
+    calculator(task["engine"])
+    return os.getpid()
+
+
+def _forces(folder: Path, key: str, n_atoms: int) -> dict[int, np.ndarray]:
+    from qdlab.campaign.tasks import _done_in_chunks
+
+    return _done_in_chunks(folder, key, n_atoms)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="3", help="cube edge n (capped with 50 %% MA + 50 %% BzO)")
+    ap.add_argument("--max-displacements", type=int, default=None, help="time only the first K displacements")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--chunks-per-worker", type=int, default=2)
+    args = ap.parse_args()
+
+    from distributed import Client, LocalCluster, wait
+
+    from qdlab.campaign.cluster import WORKER_ENV
+    from qdlab.campaign.spec import expand, spec_from_dict
+    from qdlab.campaign.tasks import chunk_ranges, input_structure, phonon_chunk, phonon_engine_name
+    from qdlab.workflows.phonons import _key, vibrational_analysis
+
+    spec = spec_from_dict({"name": "bench", "grid": [{"composition": "CsPbBr3", "lattice": 5.95, "size": args.size,
+                                                      "ligands": [["MA", "BzO"]], "coverage": [0.5]}],
+                           "engines": [{"name": "chgnet"}], "steps": [{"workflow": "phonons"}]})
+    task = expand(spec)[0].to_dict()
+    atoms = input_structure(task, None, "")
+    n = len(atoms)
+    n_jobs = 6 * n
+    k = min(args.max_displacements or n_jobs, n_jobs)
+    key = _key(atoms, task["settings"]["delta"], phonon_engine_name(task))
+    print(f"model: {atoms.get_chemical_formula()} ({n} atoms), 6N = {n_jobs} displacements, timing K = {k}")
+    print(f"machine: {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')} (shared machine)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ser, par = Path(tmp) / "serial", Path(tmp) / "parallel"
+        # one process: engine load, then the K displacements
+        t0 = time.perf_counter()
+        _warm(task)
+        t_load = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        r = phonon_chunk(task, None, str(ser), 0, k)
+        t_serial = time.perf_counter() - t0
+        assert r["status"] == "done", r
+        print(f"one process: engine load {t_load:.1f} s, {k} displacements {t_serial:.1f} s "
+              f"({t_serial / k:.3f} s each)")
+
+        # local cluster, as `qdlab campaign run` starts it
+        t0 = time.perf_counter()
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               memory_limit=0, env=dict(WORKER_ENV))
+        client = Client(cluster)
+        pids = client.run(_warm, task)
+        t_start = time.perf_counter() - t0
+        ranges = chunk_ranges(k, args.workers * args.chunks_per_worker)
+        t0 = time.perf_counter()
+        futs = [client.submit(phonon_chunk, task, None, str(par), j0, j1, pure=False) for j0, j1 in ranges]
+        wait(futs)
+        t_par = time.perf_counter() - t0
+        res = [f.result() for f in futs]
+        client.close()
+        cluster.close()
+        assert all(x["status"] == "done" for x in res), res
+        print(f"{args.workers} workers: start-up + engine load {t_start:.1f} s ({len(pids)} processes), "
+              f"{k} displacements in {len(ranges)} chunks {t_par:.1f} s")
+
+        fs, fp = _forces(ser / task["key"][:2] / task["key"] / "chunks", key, n), \
+            _forces(par / task["key"][:2] / task["key"] / "chunks", key, n)
+        diff = max(float(np.abs(fs[j] - fp[j]).max()) for j in range(k))
+        print(f"forces of both paths: max |ΔF| = {diff:.3g} eV/Å over {k} displacements")
+        speed = t_serial / t_par
+        print(f"speed-up (force work): {speed:.2f}x on {args.workers} workers; with start-up: "
+              f"{(t_load + t_serial) / (t_start + t_par):.2f}x")
+        if k < n_jobs:
+            print(f"extrapolated to all {n_jobs} displacements: one process {t_serial / k * n_jobs / 60:.1f} min, "
+                  f"{args.workers} workers {t_par / k * n_jobs / 60 + t_start / 60:.1f} min (incl. start-up)")
+        else:
+            freqs = []
+            for done in (fs, fp):
+                phi = np.empty((3 * n, 3 * n))
+                for row in range(3 * n):
+                    phi[row] = -(done[2 * row] - done[2 * row + 1]).ravel() / (2 * task["settings"]["delta"])
+                freqs.append(vibrational_analysis(0.5 * (phi + phi.T), atoms.get_masses(), atoms.positions)[0])
+            print(f"frequencies of both paths: max |Δν| = {np.abs(freqs[0] - freqs[1]).max():.3g} cm⁻¹ "
+                  f"({len(freqs[0])} modes, {freqs[0].min():.1f} … {freqs[0].max():.1f} cm⁻¹)")
+
+
+if __name__ == "__main__":
+    main()
