@@ -50,10 +50,10 @@ def main() -> None:
     ap.add_argument("--chunks-per-worker", type=int, default=2)
     args = ap.parse_args()
 
-    from distributed import Client, LocalCluster, wait
+    from distributed import wait
 
-    from qdlab.campaign.cluster import WORKER_ENV
-    from qdlab.campaign.spec import expand, spec_from_dict
+    from qdlab.campaign.cluster import open_client
+    from qdlab.campaign.spec import Execution, expand, spec_from_dict
     from qdlab.campaign.tasks import chunk_ranges, input_structure, phonon_chunk, phonon_engine_name
     from qdlab.workflows.phonons import _key, vibrational_analysis
 
@@ -84,9 +84,7 @@ def main() -> None:
 
         # local cluster, as `qdlab campaign run` starts it
         t0 = time.perf_counter()
-        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               memory_limit=0, env=dict(WORKER_ENV))
-        client = Client(cluster)
+        client, cluster = open_client(Execution(workers=args.workers))
         pids = client.run(_warm, task)
         t_start = time.perf_counter() - t0
         ranges = chunk_ranges(k, args.workers * args.chunks_per_worker)

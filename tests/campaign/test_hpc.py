@@ -169,3 +169,25 @@ def test_import_refuses_unknown_files(tmp_path):
         import_runs([tmp_path / "x.txt"], tmp_path / "o.extxyz")
     with pytest.raises(QdlabError, match="use .extxyz"):
         import_runs([tmp_path / "x.txt"], tmp_path / "o.csv")
+
+
+def test_export_and_import_cli(tmp_path, models, monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from qdlab.cli import campaign as cc
+
+    monkeypatch.delenv("VASP_PP_PATH", raising=False)
+    app = typer.Typer()
+    app.add_typer(cc.export_app, name="export")
+    app.command("import")(cc.import_cmd)
+    r = CliRunner().invoke(app, ["export", "vasp", *map(str, models), "-o", str(tmp_path / "v"), "--set", "encut=520",
+                                 "--partition", "short", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["settings"]["encut"] == 520 and len(d["folders"]) == 2
+    assert "ENCUT = 520" in (Path(d["folders"][0]) / "INCAR").read_text()
+    r = CliRunner().invoke(app, ["export", "cp2k", str(models[0]), "-o", str(tmp_path / "c"), "--set", "bogus=1"])
+    assert r.exit_code == 2 and r.stderr.startswith("error: unknown CP2K setting")
+    r = CliRunner().invoke(app, ["import", str(tmp_path / "nothing"), "-o", str(tmp_path / "x.extxyz")])
+    assert r.exit_code == 2 and "not found" in r.stderr

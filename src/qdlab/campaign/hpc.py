@@ -163,7 +163,7 @@ def write_vasp_folder(atoms: Atoms, folder: str | os.PathLike, settings: dict | 
         calc.write_sort_file(directory=str(folder))
         elements = list(dict.fromkeys(sorted_atoms.get_chemical_symbols()))
         note = POTCAR_NOTE.format(elements=" ".join(elements), elements_csv=",".join(elements))
-        write_text(folder / "POTCAR_MISSING.txt", note + "\n")
+        os.chmod(write_text(folder / "POTCAR_MISSING.txt", note + "\n"), 0o644)
         notes.append("POTCAR not written (VASP_PP_PATH is not set): see POTCAR_MISSING.txt in each folder")
         potcar = False
     q = net_charge(atoms)
@@ -258,7 +258,7 @@ def write_cp2k_folder(atoms: Atoms, folder: str | os.PathLike, settings: dict | 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     a = boxed(atoms, min_ratio=2.0)
-    write_text(folder / "cp2k.inp", cp2k_input(a, "qdlab", settings))
+    os.chmod(write_text(folder / "cp2k.inp", cp2k_input(a, "qdlab", settings)), 0o644)
     return {"folder": str(folder), "notes": [], "n_atoms": len(a)}
 
 
@@ -317,7 +317,7 @@ def export_models(code: str, models: Sequence[str | os.PathLike], out: str | os.
     if notes:
         readme += ["Notes:", "", *[f"- {n}" for n in notes], ""]
     readme += ["Bring the finished relaxations back with `qdlab import <folders> -o dataset.extxyz`.", ""]
-    write_text(out / "README.md", "\n".join(readme))
+    os.chmod(write_text(out / "README.md", "\n".join(readme)), 0o644)
     return {"code": code, "folders": folders, "batch_script": str(script), "notes": notes, "settings": settings}
 
 

@@ -296,4 +296,5 @@ def write_report(store: ResultStore, output: str | os.PathLike, *, campaign: str
                 + "".join(f"<section>{s}</section>" for s in sections)
                 + f"<script>{_CHECK_JS}</script></body></html>\n")
         write_text(output, page)
+    os.chmod(output, 0o644)  # a page to share (atomic writes create 0600 files)
     return {"output": str(output), "n_rows": len(rows), "n_figures": n_fig, "n_sections": len(sections)}
