@@ -8,10 +8,27 @@ import pytest
 
 from qdlab.build import PerovskiteRecipe, build, rattle
 from qdlab.engines import get_calculator
+from qdlab.engines.classical import LJCoulomb
 from qdlab.store.db import provenance, set_labels
 
 CP2K_DATA = Path(os.environ.get("QDLAB_CP2K_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"
                                 / "cspbbr3_416_cp2k_100.extxyz"))
+
+
+class Counting(LJCoulomb):
+    """Classical engine that counts its calculations and, after ``stop_after`` of them, stops the
+    run the way a kill would (KeyboardInterrupt: an interruption, not a failed frame)."""
+
+    def __init__(self, stop_after=None, **kw):
+        super().__init__(**kw)
+        self.calls = 0
+        self.stop_after = stop_after
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=None):
+        if self.stop_after is not None and self.calls >= self.stop_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        super().calculate(atoms, properties, system_changes or ["positions"])
 
 
 def classical_frames(n: int, seed0: int = 0):

@@ -7,26 +7,13 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from learn.conftest import classical_frames
+from learn.conftest import Counting, classical_frames
 from qdlab.engines.classical import LJCoulomb
 from qdlab.errors import QdlabError
 from qdlab.store.db import has_labels, labels, read_frames
 from qdlab.workflows.label import label
 
 
-class Counting(LJCoulomb):
-    """Classical engine that counts its calculations and can stop the run after ``stop_after``."""
-
-    def __init__(self, stop_after=None, **kw):
-        super().__init__(**kw)
-        self.calls = 0
-        self.stop_after = stop_after
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=None):
-        if self.stop_after is not None and self.calls >= self.stop_after:
-            raise KeyboardInterrupt  # an interruption, not a failed frame
-        self.calls += 1
-        super().calculate(atoms, properties, system_changes or ["positions"])
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from learn.conftest import classical_frames
-from qdlab.engines.classical import LJCoulomb
+from learn.conftest import Counting, classical_frames
 from qdlab.errors import QdlabError
 from qdlab.store.db import read_frames
 from qdlab.workflows.finetune import FinetuneSettings
@@ -16,16 +15,6 @@ from qdlab.workflows.learn import LearnSettings, learn, max_force_deviation
 from qdlab.workflows.md import MDSettings
 
 
-class Counting(LJCoulomb):
-    def __init__(self, stop_after=None, **kw):
-        super().__init__(**kw)
-        self.calls, self.stop_after = 0, stop_after
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=None):
-        if self.stop_after is not None and self.calls >= self.stop_after:
-            raise KeyboardInterrupt
-        self.calls += 1
-        super().calculate(atoms, properties, system_changes or ["positions"])
 
 
 def settings(iterations: int) -> LearnSettings:
