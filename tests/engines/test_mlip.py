@@ -96,3 +96,20 @@ def test_unsupported_element_and_missing_engines(chgnet):
         get_calculator("chgnet", device="tpu")
     names = {e["name"]: e for e in list_engines()}
     assert names["chgnet"]["available"] and names["classical"]["available"]
+
+
+def test_cell_less_cluster_gets_a_vacuum_box():
+    """A cluster read from a plain xyz (no cell) gives the same energy/forces as the builder's boxed model."""
+    import numpy as np
+
+    from qdlab.build import PerovskiteRecipe, build
+    from qdlab.engines import get_calculator
+
+    boxed = build(PerovskiteRecipe(size="1"))
+    bare = boxed.copy()
+    bare.cell = np.zeros((3, 3))
+    calc = get_calculator("chgnet")
+    e1, f1 = calc.get_potential_energy(boxed), calc.get_forces(boxed).copy()
+    e2, f2 = calc.get_potential_energy(bare), calc.get_forces(bare).copy()
+    assert abs(e1 - e2) < 1e-4 and np.abs(f1 - f2).max() < 1e-4
+    assert calc.atoms.cell.volume == 0  # the cache refers to the caller's atoms

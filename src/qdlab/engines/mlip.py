@@ -64,7 +64,17 @@ class _Guard:
         bad = sorted(set(target.get_chemical_symbols()) - {s for s in _symbols(self.supported_numbers)})
         if bad and self.supported_numbers:
             raise EngineError(f"{self.engine_name} does not support element(s) {', '.join(bad)}")
-        self._run(atoms, properties, system_changes)
+        run_on = atoms
+        if target is not None and not target.pbc.any() and abs(target.cell.volume) < 1e-6:
+            # the packages build periodic graphs from the cell: give a cell-less cluster 15 Å of vacuum
+            # (a rigid translation inside the box; energies and forces do not change)
+            run_on = target.copy()
+            pos = run_on.positions
+            run_on.cell = np.diag(np.ptp(pos, axis=0) + 30.0)
+            run_on.positions = pos - pos.min(0) + 15.0
+        self._run(run_on, properties, system_changes)
+        if run_on is not atoms:
+            self.atoms = target.copy()  # cache against the caller's atoms, not the boxed copy
         for key in ("energy", "forces"):
             val = self.results.get(key)  # type: ignore[attr-defined]
             if val is not None and not np.all(np.isfinite(val)):
