@@ -105,7 +105,8 @@ def _writer(url: str, files: str, keys: list[int], tag: str) -> None:
 
     rs = ResultStore(url, files)
     for k in keys:
-        rs.put(f"key{k:04d}", Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]),
+        n = 1 + k % 4
+        rs.put(f"key{k:04d}", Atoms(numbers=[1 + k % 3] * n, positions=[[0, 0, 1.5 * i] for i in range(n)]),
                {"writer": tag, "campaign": "race", "index": k}, {"results": {"k": k}})
 
 
@@ -124,10 +125,14 @@ def _race(url: str, files: str) -> ResultStore:
 
 
 def _check_race(rs: ResultStore) -> None:
-    rows = rs.rows(campaign="race")
+    rows = rs.rows(campaign="race", with_atoms=True)
     keys = [r.key for r in rows]
     assert len(keys) == 60 and len(set(keys)) == 60  # nothing lost, no duplicates
     assert sorted(r.kvp["index"] for r in rows) == list(range(60))
+    for r in rows:  # every row kept its own atoms and data
+        k = r.kvp["index"]
+        assert r.key == f"key{k:04d}" and r.data["results"]["k"] == k
+        assert list(r.atoms.numbers) == [1 + k % 3] * (1 + k % 4)
 
 
 def test_two_writers_sqlite_lose_nothing(tmp_path):

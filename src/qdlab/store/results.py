@@ -169,10 +169,15 @@ class ResultStore:
 
         if self.server:
             try:
-                return connect(self.url)
+                db = connect(self.url)
             except ImportError as exc:
                 raise QdlabError("PostgreSQL stores need `pip install ase-db-backends psycopg2-binary` "
                                  f"({exc})") from None
+            # ase-db-backends reads the new row's id as the sequence's global last_value, which is
+            # another writer's id when two insert at once (species rows then point at the wrong
+            # system or at an uncommitted one); currval() is this session's own value
+            db.get_last_id = _session_last_id
+            return db
         # our own lock file serialises writers; ASE's lock file would be a second, coarser lock
         return connect(self.url, use_lock_file=False)
 
@@ -327,6 +332,12 @@ class ResultStore:
         db = self._connect()
         with db:
             return db.count(**query)
+
+
+def _session_last_id(cur) -> int:
+    """Id of the row this PostgreSQL session inserted last into ``systems``."""
+    cur.execute("SELECT currval('systems_id_seq')")
+    return int(cur.fetchone()[0])
 
 
 def _plain_atoms(atoms: Atoms) -> Atoms:
