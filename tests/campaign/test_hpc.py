@@ -140,6 +140,12 @@ def test_import_vasp_relaxation(tmp_path, models):
     rows = list(connect(str(tmp_path / "dft.db")).select())
     assert [r.step for r in rows] == [0, 1] and rows[-1].energy == pytest.approx(frames[-1].info["E"])
     assert np.allclose(rows[-1].forces, frames[-1].arrays["F"])
+    # the fine-tuning datasets read both files as labelled frames with provenance
+    from qdlab.store.db import read_frames
+
+    for path in (tmp_path / "dft.db", tmp_path / "dft.extxyz"):
+        got = read_frames(path, labelled=True)
+        assert got and all(a.info["engine"] == "vasp" and a.info["frame_key"] for a in got)
 
 
 def test_import_cp2k_run(tmp_path, models):

@@ -185,3 +185,19 @@ workers = 1
     assert sorted(x["status"] for x in st) == ["done", "done", "failed", "failed"]
     res = run_campaign(load_spec(spec))  # retries the two failed tasks, keeps one row per task
     assert res.n_skipped == 2 and res.n_failed == 2 and rs.count() == 4
+
+
+def test_existing_scheduler(tmp_path):
+    """`--scheduler ADDRESS` runs the tasks on a cluster started elsewhere."""
+    from distributed import LocalCluster
+
+    spec = write_spec(tmp_path, KILL_SPEC.replace("seed = [0, 1, 2, 3, 4, 5, 6, 7]", "seed = [0, 1]"), store="s.db")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        app = typer.Typer()
+        app.add_typer(cc.campaign_app, name="campaign")
+        r = runner.invoke(app, ["campaign", "run", str(spec), "--scheduler", cluster.scheduler_address, "--json"])
+        assert r.exit_code == 0, r.output
+    import json
+
+    d = json.loads(r.stdout)
+    assert d["n_done"] == 2 and d["workers"] == 1 and ResultStore(tmp_path / "s.db").count(status=DONE) == 2
