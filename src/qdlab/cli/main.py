@@ -14,6 +14,7 @@ import typer  # noqa: E402
 
 from qdlab import __version__  # noqa: E402
 from qdlab.cli import build as build_cli  # noqa: E402
+from qdlab.cli import campaign as campaign_cli  # noqa: E402
 from qdlab.cli.analyze import analyze_app  # noqa: E402
 from qdlab.cli import engines as engines_cli  # noqa: E402
 from qdlab.cli import experiment as experiment_cli  # noqa: E402
@@ -40,6 +41,11 @@ app.command("label")(learn_cli.label_cmd)
 app.command("finetune")(learn_cli.finetune_cmd)
 app.command("parity")(learn_cli.parity_cmd)
 app.command("learn")(learn_cli.learn_cmd)
+app.add_typer(campaign_cli.campaign_app, name="campaign")
+app.add_typer(campaign_cli.export_app, name="export")
+app.command("report")(campaign_cli.report_cmd)
+app.command("import")(campaign_cli.import_cmd)
+app.command("reproduce")(campaign_cli.reproduce_cmd)
 
 
 def _version(value: bool) -> None:
