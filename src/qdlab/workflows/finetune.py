@@ -184,6 +184,15 @@ def _load_state(out: Path, signature: dict) -> dict | None:
     return state
 
 
+def _end_of_epoch(folder: Path, state: dict, s, epoch: int, record: dict,
+                  progress: Callable | None, t0: float) -> bool:
+    """Persist the state after an epoch, report progress; True when the wall-time budget says stop."""
+    _write_state(folder, state)
+    if progress:
+        progress(epoch + 1, s.epochs, record)
+    return s.max_seconds is not None and time.perf_counter() - t0 >= s.max_seconds and epoch + 1 < s.epochs
+
+
 def _write_state(out: Path, state: dict) -> None:
     write_text(_state_path(out), json.dumps(state, indent=2, default=str) + "\n")
 
@@ -380,10 +389,7 @@ def _finetune_chgnet(train: list[Atoms], val: list[Atoms], folder: Path, s: Fine
                             "scheduler": trainer.scheduler.state_dict(), "training_history": h,
                             "qdlab": {"history": state["history"], "epochs_done": epoch + 1,
                                       "energy_shift_eV": state.get("energy_shift_eV", {})}}, resume_file)
-        _write_state(folder, state)
-        if progress:
-            progress(epoch + 1, s.epochs, record)
-        if s.max_seconds is not None and time.perf_counter() - t0 >= s.max_seconds and epoch + 1 < s.epochs:
+        if _end_of_epoch(folder, state, s, epoch, record, progress, t0):
             stopped = True
             break
     if not stopped:
@@ -523,10 +529,7 @@ def _finetune_sevenn(train: list[Atoms], val: list[Atoms], folder: Path, s: Fine
             save(best_file, {"qdlab": {"energy_shift_eV": state.get("energy_shift_eV", {})}}, trainer)
         save(resume_file, {"qdlab": {"history": state["history"], "epochs_done": epoch + 1,
                                      "energy_shift_eV": state.get("energy_shift_eV", {})}}, trainer)
-        _write_state(folder, state)
-        if progress:
-            progress(epoch + 1, s.epochs, record)
-        if s.max_seconds is not None and time.perf_counter() - t0 >= s.max_seconds and epoch + 1 < s.epochs:
+        if _end_of_epoch(folder, state, s, epoch, record, progress, t0):
             stopped = True
             break
     if not stopped:
