@@ -186,14 +186,14 @@ def phonon_chunk(task: dict, parent: dict, files: str, j0: int, j1: int) -> dict
     try:
         if task["parent"] is not None and (parent is None or parent.get("status") != DONE):
             raise QdlabError(f"parent step failed: {(parent or {}).get('error', 'no result')}")
-        from qdlab.workflows.phonons import _Checkpoint, _key, displacements
+        from qdlab.workflows.phonons import DisplacementCheckpoint, checkpoint_key, displacements
 
         atoms = input_structure(task, parent, files)
         delta = task["settings"]["delta"]
-        key = _key(atoms, delta, phonon_engine_name(task))
+        key = checkpoint_key(atoms, delta, phonon_engine_name(task))
         folder = _chunk_folder(files, task)
         path = folder / f"chunk_{j0:06d}_{j1:06d}.ckpt"
-        ck = _Checkpoint(path, key, len(atoms))
+        ck = DisplacementCheckpoint(path, key, len(atoms))
         done = ck.load()
         done.update(_done_in_chunks(folder, key, len(atoms), skip=path))
         jobs = [(j, a) for j, a in displacements(atoms, delta) if j0 <= j < j1 and j not in done]
@@ -220,14 +220,14 @@ def phonon_chunk(task: dict, parent: dict, files: str, j0: int, j1: int) -> dict
 
 def _merge_chunks(task: dict, files: str, atoms: Atoms, out: Path) -> None:
     """Merge the chunk checkpoints into ``hessian.ckpt`` (the phonon module's format and key)."""
-    from qdlab.workflows.phonons import _Checkpoint, _key
+    from qdlab.workflows.phonons import DisplacementCheckpoint, checkpoint_key
 
     delta = task["settings"]["delta"]
-    key = _key(atoms, delta, phonon_engine_name(task))
+    key = checkpoint_key(atoms, delta, phonon_engine_name(task))
     done = _done_in_chunks(_chunk_folder(files, task), key, len(atoms))
     if len(done) < 6 * len(atoms):
         raise QdlabError(f"only {len(done)} of {6 * len(atoms)} displacements were computed")
-    ck = _Checkpoint(out / "hessian.ckpt", key, len(atoms))
+    ck = DisplacementCheckpoint(out / "hessian.ckpt", key, len(atoms))
     have = ck.load()
     missing = sorted(set(done) - set(have))
     if missing:

@@ -61,7 +61,8 @@ class PhononResult:
         return len(self.frequencies_cm1)
 
 
-def _key(atoms: Atoms, delta: float, engine: str) -> str:
+def checkpoint_key(atoms: Atoms, delta: float, engine: str) -> str:
+    """Identity of a Hessian run (numbers, positions to 1e-10 Å, δ, engine) stored in its checkpoint."""
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(atoms.numbers).tobytes())
     h.update(np.round(atoms.positions, 10).tobytes())
@@ -69,7 +70,7 @@ def _key(atoms: Atoms, delta: float, engine: str) -> str:
     return h.hexdigest()
 
 
-class _Checkpoint:
+class DisplacementCheckpoint:
     """Append-only record file: (index int64, forces N×3 float64) per finished displacement."""
 
     def __init__(self, path: Path, key: str, n_atoms: int):
@@ -171,7 +172,8 @@ def force_constants(atoms: Atoms, calc: Calculator, delta: float = 0.01, *,
     ck = None
     done: dict[int, np.ndarray] = {}
     if checkpoint is not None:
-        ck = _Checkpoint(Path(checkpoint), _key(atoms, delta, engine_name or type(calc).__name__), n)
+        key = checkpoint_key(atoms, delta, engine_name or type(calc).__name__)
+        ck = DisplacementCheckpoint(Path(checkpoint), key, n)
         done = ck.load()
     todo = [(j, a) for j, a in jobs if j not in done]
     t_engine = 0.0
