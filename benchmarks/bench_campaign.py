@@ -64,7 +64,7 @@ def main() -> None:
     from qdlab.campaign.cluster import open_client
     from qdlab.campaign.spec import Execution, expand, spec_from_dict
     from qdlab.campaign.tasks import chunk_ranges, input_structure, phonon_chunk, phonon_engine_name
-    from qdlab.workflows.phonons import _key, vibrational_analysis
+    from qdlab.workflows.phonons import checkpoint_key, vibrational_analysis
 
     spec = spec_from_dict({"name": "bench", "grid": [{"composition": "CsPbBr3", "lattice": 5.95, "size": args.size,
                                                       "ligands": [["MA", "BzO"]], "coverage": [0.5]}],
@@ -74,7 +74,7 @@ def main() -> None:
     n = len(atoms)
     n_jobs = 6 * n
     k = min(args.max_displacements or n_jobs, n_jobs)
-    key = _key(atoms, task["settings"]["delta"], phonon_engine_name(task))
+    key = checkpoint_key(atoms, task["settings"]["delta"], phonon_engine_name(task))
     print(f"model: {atoms.get_chemical_formula()} ({n} atoms), 6N = {n_jobs} displacements, timing K = {k}")
     print(f"machine: {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')} (shared machine)")
 

@@ -196,7 +196,7 @@ def phonon_chunk(task: dict, parent: dict, files: str, j0: int, j1: int) -> dict
         ck = DisplacementCheckpoint(path, key, len(atoms))
         done = ck.load()
         done.update(_done_in_chunks(folder, key, len(atoms), skip=path))
-        jobs = [(j, a) for j, a in displacements(atoms, delta) if j0 <= j < j1 and j not in done]
+        jobs = displacements(atoms, delta, jobs=[j for j in range(j0, min(j1, 6 * len(atoms))) if j not in done])
         if jobs:
             calc = calculator(task["engine"])
             batch = task["settings"].get("batch")

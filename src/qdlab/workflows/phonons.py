@@ -16,7 +16,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,18 +117,24 @@ class DisplacementCheckpoint:
                 p.unlink()
 
 
-def displacements(atoms: Atoms, delta: float, indices: np.ndarray | None = None) -> list[tuple[int, Atoms]]:
-    """The 6N displaced structures: job j = 2·(3i + k) + (0 for +δ, 1 for −δ)."""
-    idx = np.arange(len(atoms)) if indices is None else np.asarray(indices)
+def displacements(atoms: Atoms, delta: float, indices: np.ndarray | None = None,
+                  jobs: Iterable[int] | None = None) -> list[tuple[int, Atoms]]:
+    """The 6N displaced structures: job j = 2·(3i + k) + (0 for +δ, 1 for −δ).
+
+    ``indices`` limits them to some atoms; ``jobs`` builds only the listed job numbers (a chunk of
+    a large Hessian need not copy the structure 6N times).
+    """
+    if jobs is None:
+        idx = np.arange(len(atoms)) if indices is None else np.asarray(indices)
+        jobs = [2 * (3 * int(i) + k) + s for i in idx for k in range(3) for s in range(2)]
     out = []
-    for i in idx:
-        for k in range(3):
-            for s, sign in enumerate((1.0, -1.0)):
-                a = atoms.copy()
-                a.calc = None
-                a.constraints = []
-                a.positions[i, k] += sign * delta
-                out.append((2 * (3 * int(i) + k) + s, a))
+    for j in jobs:
+        i, k, s = j // 6, (j // 2) % 3, j % 2
+        a = atoms.copy()
+        a.calc = None
+        a.constraints = []
+        a.positions[i, k] += (1.0, -1.0)[s] * delta
+        out.append((int(j), a))
     return out
 
 
