@@ -20,7 +20,7 @@ import numpy as np
 from ase import Atoms
 from scipy.spatial import cKDTree
 
-from qdlab.build.ligands import Ligand, LigandGeometry, ligand_geometry
+from qdlab.build.ligands import Ligand, LigandGeometry, ligand_geometry, rotation_from_z
 from qdlab.build.model import NONE
 from qdlab.errors import BuildError, LigandError
 
@@ -129,21 +129,6 @@ def farthest_points(pos: np.ndarray, groups: np.ndarray, n: int, rng: np.random.
     return chosen
 
 
-def _rotation_from_z(n: np.ndarray) -> np.ndarray:
-    """Rotation taking +z onto unit vector ``n``."""
-    z = np.array([0.0, 0.0, 1.0])
-    c = float(n @ z)
-    if c > 1 - 1e-12:
-        return np.eye(3)
-    if c < -1 + 1e-12:
-        return np.diag([1.0, -1.0, -1.0])
-    k = np.cross(z, n)
-    s = np.linalg.norm(k)
-    k = k / s
-    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + s * K + (1 - c) * K @ K
-
-
 def _candidate_rotations(offset: float, n_azimuth: int = 24, tilts_deg=(15.0, 30.0),
                          n_tilt_dirs: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """Local-frame rotations: azimuth about z, then a tilt of the axis. Returns (R, tilted flag)."""
@@ -206,7 +191,7 @@ class _Placer:
         return d.reshape(pts.shape[:-1]).min(-1)
 
     def place(self, geom: LigandGeometry, site: np.ndarray, normal: np.ndarray, name: str) -> np.ndarray:
-        R0 = _rotation_from_z(normal)
+        R0 = rotation_from_z(normal)
         best_d, best_pos = -1.0, None
         for wide in (False, True):
             if wide and self._wide is None:

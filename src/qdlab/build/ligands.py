@@ -254,17 +254,17 @@ def get_ligand(name: str) -> Ligand:
                       f"`qdlab ligands add NAME SMILES --motif SMARTS --site A|X`)")
 
 
-def _rotation_to_z(v: np.ndarray) -> np.ndarray:
-    """Rotation matrix taking unit vector ``v`` onto +z."""
+def rotation_from_z(n: np.ndarray) -> np.ndarray:
+    """Rotation matrix taking +z onto unit vector ``n`` (Rodrigues; its transpose takes ``n`` onto +z)."""
     z = np.array([0.0, 0.0, 1.0])
-    c = float(v @ z)
+    c = float(n @ z)
     if c > 1 - 1e-12:
         return np.eye(3)
     if c < -1 + 1e-12:
         return np.diag([1.0, -1.0, -1.0])
-    k = np.cross(v, z)
+    k = np.cross(z, n)
     s = np.linalg.norm(k)
-    k /= s
+    k = k / s
     K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
     return np.eye(3) + s * K + (1 - c) * K @ K
 
@@ -315,7 +315,7 @@ def _geometry(smiles: str, motif: str, name: str, seed: int) -> LigandGeometry:
         axis = normal if normal @ axis >= 0 else -normal
     if np.linalg.norm(axis) < 1e-6:
         axis = np.array([0.0, 0.0, 1.0])
-    pos = pos @ _rotation_to_z(axis / np.linalg.norm(axis)).T
+    pos = pos @ rotation_from_z(axis / np.linalg.norm(axis))
     # fix the azimuth: first motif atom in the xz plane (makes rotations about z reproducible)
     m0 = pos[motif_idx[0]]
     phi = np.arctan2(m0[1], m0[0]) if np.hypot(m0[0], m0[1]) > 1e-6 else 0.0
