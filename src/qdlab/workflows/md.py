@@ -179,11 +179,6 @@ def _ckpt_path(trajectory: Path) -> Path:
     return trajectory.with_name(trajectory.name + ".ckpt.npz")
 
 
-def _read_frames(path: Path) -> list[Atoms]:
-    """Every complete frame of a (possibly truncated) trajectory."""
-    return read_complete_frames(path)
-
-
 def _append_frame(path: Path, frame: Atoms) -> None:
     if path.suffix == ".traj":
         with Trajectory(path, "a") as traj:
@@ -252,12 +247,13 @@ def run_md(atoms: Atoms, calc: Calculator, settings: MDSettings | None = None, *
     if ckpt.exists() and restart:
         with np.load(ckpt, allow_pickle=False) as z:
             old = json.loads(str(z["signature"]))
-            if old != json.loads(json.dumps(signature)):
-                diff = [k for k in signature if old.get(k) != json.loads(json.dumps(signature[k]))]
+            now = json.loads(json.dumps(signature))  # as stored: tuples become lists
+            if old != now:
+                diff = [k for k in now if old.get(k) != now[k]]
                 raise QdlabError(f"checkpoint {ckpt.name} was written with other settings ({', '.join(diff)}); "
                                  "rerun with the same settings or delete it (--overwrite)")
             n_frames = int(z["n_frames"])
-            frames = _read_frames(traj)
+            frames = read_complete_frames(traj)
             if len(frames) < n_frames:
                 raise QdlabError(f"{traj} holds {len(frames)} complete frames but the checkpoint expects {n_frames}")
             # frames written after the checkpoint (or one cut off mid-write) are dropped: the run
@@ -390,7 +386,7 @@ def temperature_series(atoms: Atoms, calc: Calculator, temperatures: Sequence[fl
         res = run_md(start, calc, s, trajectory=path, progress=cb)
         results.append(res)
         if chain:
-            last = _read_frames(path)[-1]
+            last = read_complete_frames(path)[-1]
             start = atoms.copy()
             start.positions = last.positions
     return results
