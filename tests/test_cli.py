@@ -1,6 +1,7 @@
 """The command line: JSON output, one-line errors with non-zero exit and no file, demo."""
 
 import json
+import re
 
 import pytest
 from ase.io import read
@@ -108,22 +109,44 @@ def test_help_everywhere():
 
 
 def test_demo_small_end_to_end(tmp_path):
-    """The demo's whole path on 1×1×1 models (the real demo uses 3×3×3; see `make demo`)."""
-    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--size", "1", "--workers", "1", "--full",
-                              "--fmax", "0.02", "--json"])
+    """The demo's whole path as a campaign on 1×1×1 models (the real demo uses 3×3×3; see `make
+    demo`): structure, store rows, DOS comparison, reports; a rerun resumes without recomputing."""
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--size", "1", "--workers", "1", "--fmax", "0.02", "--json"]
+    res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)
-    assert set(rep["phonons"]) == {"bare_1x1x1", "MA-BzO_1x1x1"} and not rep["skipped"]
+    assert set(rep["phonons"]) == {"bare 1x1x1", "BzO/MA 1x1x1"} and not rep["skipped"]
+    assert rep["campaign"]["n_done"] == 6 and rep["campaign"]["n_failed"] == 0
     for name, ph in rep["phonons"].items():
-        assert ph["n_modes"] == 3 * ph["n_atoms"] - 6
-    for f in ("nc_1x1x1_MA-BzO.extxyz", "nc_1x1x1_MA-BzO.png", "report.md", "report.json", "dos_comparison.png",
-              "bare_1x1x1/dos.png", "MA-BzO_1x1x1/peaks.json", "MA-BzO_1x1x1/phonopy/phonopy_params.yaml"):
-        assert (tmp_path / "demo" / f).exists(), f
-    assert "| bare_1x1x1 |" in (tmp_path / "demo" / "report.md").read_text()
+        assert ph["n_modes"] == 3 * ph["n_atoms"] - 6, name
+        assert ph["fmax_eV_A"] <= 0.02 and set(ph["peaks_cm1"]) <= {"M1", "M2", "M3"}
+    for f in ("nc_1x1x1_MA-BzO.extxyz", "nc_1x1x1_MA-BzO.png", "report.md", "report.json", "report.html",
+              "dos_comparison.png", "demo.db"):
+        assert (out / f).exists(), f
+    assert "| bare 1x1x1 | " in (out / "report.md").read_text()
+    assert "Demo: DOS comparison" in (out / "report.html").read_text()
+    from qdlab.store.results import DONE, ResultStore
+
+    rows = ResultStore(out / "demo.db", out / "demo_files").rows(campaign="demo")
+    assert len(rows) == 6 and all(r.status == DONE for r in rows)
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    rep2 = json.loads(again.stdout)
+    assert rep2["campaign"]["n_skipped"] == 6 and rep2["campaign"]["n_done"] == 0
+    assert rep2["phonons"] == rep["phonons"]
 
 
-def test_demo_skips_capped_phonons_on_cpu(tmp_path):
-    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--size", "1", "--workers", "1", "--json"])
-    assert res.exit_code == 0, res.output
-    rep = json.loads(res.stdout)
-    assert set(rep["phonons"]) == {"bare_1x1x1"} and "skipped on CPU" in rep["skipped"]["MA-BzO_1x1x1"]
+def test_demo_leaves_capped_3x3x3_out_on_cpu(tmp_path):
+    """Without --full on CPU the capped n×n×n is not in the campaign; the report gives the estimate."""
+    from qdlab.campaign.demo import _skipped_estimate, demo_spec
+
+    spec = demo_spec(tmp_path, size=3)
+    labels = {(g.model_extra["size"][0], tuple(g.ligands[0])) for g in spec.grid}
+    assert labels == {("3", ()), ("1", ("MA", "BzO"))}
+    skipped = _skipped_estimate(spec, 3, workers=2)
+    assert list(skipped) == ["BzO/MA 3x3x3"]
+    calls = re.search(r"skipped on CPU: (\d+) force calls", skipped["BzO/MA 3x3x3"])
+    assert calls and int(calls.group(1)) > 6 * 701  # the Hessian's 6N plus the relaxation's estimate
+    full = demo_spec(tmp_path, size=3, full=True)
+    assert ["1", "3"] in [g.model_extra["size"] for g in full.grid] and _skipped_estimate(full, 3, 2) == {}

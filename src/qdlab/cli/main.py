@@ -119,16 +119,21 @@ def info(structure: Path, as_json: bool = JSON_OPT) -> None:
 @guarded
 def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Output folder."),
          full: bool = typer.Option(False, "--full", help="Also the capped model's phonons on CPU (≈95 core-min)."),
-         workers: int = typer.Option(2, "--workers", help="Processes for the finite-difference Hessian."),
+         workers: int = typer.Option(2, "--workers", help="Local Dask workers (one process, one thread each)."),
          device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
          size: int = typer.Option(3, "--size", help="Cube edge in unit cells (3 as in seed 000)."),
          fmax: float = typer.Option(0.005, "--fmax", help="Relaxation threshold before the Hessian, eV/Å."),
          as_json: bool = JSON_OPT) -> None:
     """The main job: build a capped CsPbBr3 NC, relax, Γ-phonon DOS with CHGNet, M1/M2/M3, report."""
-    from qdlab.workflows.demo import run_demo
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    result = run_demo(out, log=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True),
-                      full=full, workers=workers,
-                      device=device, size=size, fmax=fmax)
+    from qdlab.campaign.demo import run_demo
+
+    with Progress(TextColumn("[bold]demo tasks + displacement chunks"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("demo", total=None)
+        result = run_demo(out, log=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True),
+                          full=full, workers=workers, device=device, size=size, fmax=fmax,
+                          progress=lambda d, t, s: bar.update(task, completed=d, total=t))
     if as_json:
         emit_json(result)

@@ -81,7 +81,7 @@ def _table(columns: list[str], rows: list[list], left: int = 1, classes: list[st
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _img(path: Path, caption: str) -> str:
+def figure_html(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return (f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{_e(caption)}</figcaption></figure>")
@@ -160,7 +160,7 @@ def write_report(store: ResultStore, output: str | os.PathLike, *, campaign: str
             for (comp, eng), pts in groups.items():
                 if any(np.isfinite(p["size_nm"]) for p in pts):
                     path = plot_peaks_vs_size(pts, fig("peaks"), title=f"{comp}, {eng}: M1/M2/M3 vs size")
-                    parts.append(_img(path, f"{comp} ({eng}): intensity-weighted M1 (circles), M2 (squares), "
+                    parts.append(figure_html(path, f"{comp} ({eng}): intensity-weighted M1 (circles), M2 (squares), "
                                             f"M3 (triangles) per passivation"))
                 table = sorted(pts, key=lambda p: (p["passivation"], p["size_nm"], p["seed"]))
                 parts.append(_table(["composition", "engine", "passivation", "size", "edge (nm)", "M1 (cm⁻¹)",
@@ -183,7 +183,7 @@ def write_report(store: ResultStore, output: str | os.PathLike, *, campaign: str
                     r.kvp.get("passivation", "?"), (np.asarray(d["wavenumber_cm1"]), np.asarray(d["total"])))
             for (comp, eng, size), curves in list(by_size.items())[:12]:
                 path = plot_dos_by_size(curves, fig("dos"), title=f"{comp} {size} ({eng})")
-                parts.append(_img(path, f"{comp} {size}: total DOS per mode, σ as computed"))
+                parts.append(figure_html(path, f"{comp} {size}: total DOS per mode, σ as computed"))
             ph_rows = [[_e(r.kvp.get("composition")), _e(r.kvp.get("size")), _e(r.kvp.get("passivation")),
                         _e(r.kvp.get("engine")), r.kvp.get("n_atoms", ""), r.results.get("n_modes", ""),
                         r.results.get("n_imaginary", ""), _fmt(r.results.get("lowest_cm1")),
@@ -230,7 +230,7 @@ def write_report(store: ResultStore, output: str | os.PathLike, *, campaign: str
                 if systems:
                     path = plot_rmsf_distributions(systems, fig("rmsf"), element=elements[g],
                                                    title=f"{g[0]} ({g[1]}): {elements[g]} RMSF per system")
-                    parts.append(_img(path, f"{elements[g]} RMSF distributions per system (box: quartiles; "
+                    parts.append(figure_html(path, f"{elements[g]} RMSF distributions per system (box: quartiles; "
                                             f"diamond: mean ± std)"))
             els = sorted({k.split("_")[1] for r in rm for k in r.results if k.startswith("rmsf_") and k.endswith("_mean_A")})
             parts.append(_table(["composition", "size", "passivation", "engine", "frames"] + [f"{e} (Å)" for e in els],
@@ -259,7 +259,7 @@ def write_report(store: ResultStore, output: str | os.PathLike, *, campaign: str
                     path = plot_parity(z["energy_ref_eV_atom"], z["energy_pred_eV_atom"], z["forces_ref_eV_A"],
                                        z["forces_pred_eV_A"], fig("parity"),
                                        title=f"{r.kvp.get('step')}: {r.kvp.get('engine')} vs reference")
-                parts.append(_img(path, f"{r.kvp.get('step')}: {r.kvp.get('engine')} against "
+                parts.append(figure_html(path, f"{r.kvp.get('step')}: {r.kvp.get('engine')} against "
                                         f"{r.data.get('results', {}).get('reference', 'reference')}"))
             sections.append("".join(parts))
 
