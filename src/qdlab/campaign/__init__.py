@@ -4,7 +4,7 @@ cluster (SLURM/PBS through dask-jobqueue), results in the store (:mod:`qdlab.sto
 Entry points: :func:`load_spec` / :func:`spec_from_dict` (TOML/YAML/JSON, pydantic),
 :func:`plan_campaign` (tasks + cost estimate), :func:`run_campaign` (resumable execution),
 :func:`campaign_status`; HPC round trip in :mod:`qdlab.campaign.hpc`; paper reproductions in
-:mod:`qdlab.campaign.reproduce`; :func:`run_demo_campaign` for the README's main job.
+:mod:`qdlab.campaign.reproduce`; :func:`qdlab.campaign.demo.run_demo` for the README's main job (`qdlab demo`).
 """
 
 from qdlab.campaign.run import CampaignResult, Plan, campaign_status, plan_campaign, run_campaign, validate_campaign
