@@ -48,7 +48,7 @@ def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | comp
                 fmax: float = typer.Option(0.01, "--fmax", help="Relaxation force threshold, eV/Å."),
                 relax_steps: int = typer.Option(2000, "--relax-steps"),
                 delta: float = typer.Option(0.01, "--delta", help="Finite-difference displacement, Å."),
-                method: str = typer.Option("fd", "--method", help="fd (finite differences) | analytic (if the engine offers it)."),
+                method: str = typer.Option("fd", "--method", help="fd (finite differences) | analytic (classical, chgnet: exact second derivatives)."),
                 batch: int = typer.Option(None, "--batch", help="Displacements per engine call (engines with batching)."),
                 workers: int = typer.Option(1, "--workers", help="Processes sharing the displacements (1 thread each)."),
                 sigma: float = typer.Option(3.0, "--sigma", help="Gaussian smearing of the DOS, cm⁻¹."),

@@ -53,6 +53,19 @@ def _resolve_device(device: str) -> str:
     return device
 
 
+def boxed(atoms):
+    """``atoms`` itself, or for a cell-less cluster a copy in a box with 15 Å of vacuum on each
+    side (the packages build periodic graphs from the cell; a rigid translation, so energies,
+    forces and Hessians do not change)."""
+    if atoms.pbc.any() or abs(atoms.cell.volume) >= 1e-6:
+        return atoms
+    run_on = atoms.copy()
+    pos = run_on.positions
+    run_on.cell = np.diag(np.ptp(pos, axis=0) + 30.0)
+    run_on.positions = pos - pos.min(0) + 15.0
+    return run_on
+
+
 class _Guard:
     """Mixin: element check before, finite check after the wrapped calculator's calculate()."""
 
@@ -64,14 +77,9 @@ class _Guard:
         bad = sorted(set(target.get_chemical_symbols()) - {s for s in _symbols(self.supported_numbers)})
         if bad and self.supported_numbers:
             raise EngineError(f"{self.engine_name} does not support element(s) {', '.join(bad)}")
-        run_on = atoms
-        if target is not None and not target.pbc.any() and abs(target.cell.volume) < 1e-6:
-            # the packages build periodic graphs from the cell: give a cell-less cluster 15 Å of vacuum
-            # (a rigid translation inside the box; energies and forces do not change)
-            run_on = target.copy()
-            pos = run_on.positions
-            run_on.cell = np.diag(np.ptp(pos, axis=0) + 30.0)
-            run_on.positions = pos - pos.min(0) + 15.0
+        run_on = boxed(target)
+        if run_on is target:
+            run_on = atoms
         self._run(run_on, properties, system_changes)
         if run_on is not atoms:
             self.atoms = target.copy()  # cache against the caller's atoms, not the boxed copy
@@ -140,6 +148,34 @@ def chgnet_calculator(model: str = "0.3.0", checkpoint: str | os.PathLike | None
             preds = self.model.predict_graph(graphs, task="ef", batch_size=batch_size)
             preds = preds if isinstance(preds, list) else [preds]
             return [np.asarray(p["f"], float) for p in preds]
+
+        def get_hessian(self, atoms, rows_per_pass: int = 16) -> np.ndarray:
+            """Analytic Hessian ∂²E/∂x∂x' (eV/Å², 3N × 3N, not symmetrised) by back-propagating
+            through CHGNet's autograd forces (its force graph keeps ``create_graph=True``): one
+            batched backward pass per ``rows_per_pass`` rows, no finite-difference noise."""
+            import torch
+            from chgnet.model.model import BatchedGraph
+            from pymatgen.io.ase import AseAtomsAdaptor
+
+            model = self.model
+            model.eval()
+            graph = model.graph_converter(AseAtomsAdaptor.get_structure(boxed(atoms))).to(self.device)
+            bg = BatchedGraph.from_graphs([graph], bond_basis_expansion=model.bond_basis_expansion,
+                                          angle_basis_expansion=model.angle_basis_expansion, compute_stress=False)
+            pos = bg.atom_positions[0]
+            minus_grad = model._compute(bg, compute_force=True)["f"][0].reshape(-1)  # forces = −∂E/∂x
+            n3 = minus_grad.numel()
+            hess = np.empty((n3, n3))
+            for r0 in range(0, n3, rows_per_pass):
+                rows = torch.arange(r0, min(r0 + rows_per_pass, n3))
+                seeds = torch.zeros(len(rows), n3, dtype=minus_grad.dtype, device=minus_grad.device)
+                seeds[torch.arange(len(rows)), rows] = 1.0
+                (block,) = torch.autograd.grad(minus_grad, pos, grad_outputs=seeds, is_grads_batched=True,
+                                               retain_graph=True)
+                hess[r0:r0 + len(rows)] = -block.reshape(len(rows), n3).detach().cpu().numpy()
+            if not np.all(np.isfinite(hess)):
+                raise EngineError(f"{self.engine_name} returned a non-finite Hessian")
+            return hess
 
     return CHGNetEngine(model=net, use_device=device, on_isolated_atoms="ignore")
 

@@ -6,7 +6,8 @@ rigid-body translations and rotations (Eckart) and diagonalised. Frequencies in 
 modes as negative numbers. Each displacement is appended to a checkpoint file as soon as its
 forces are known, so an interrupted run resumes where it stopped. Engines that offer
 ``get_forces_batch(list_of_atoms)`` (qdlab's CHGNet engine) are called in batches, engines that
-offer ``get_hessian(atoms)`` (the classical force field) give an analytic Hessian.
+offer ``get_hessian(atoms)`` give an analytic Hessian (the classical force field in closed form,
+CHGNet by double back-propagation through its autograd forces).
 """
 
 from __future__ import annotations
