@@ -165,6 +165,42 @@ def test_checkpoint_resume(relaxed, tmp_path):
         phonons(relaxed, LJCoulomb(), delta=0.02, checkpoint=ck, engine_name="lj")
 
 
+def test_killed_run_leaves_no_worker_processes(tmp_path):
+    """SIGKILL of a `phonons(..., workers=2)` run ends its worker processes too (Linux
+    parent-death signal) instead of leaving them computing; the checkpoint then resumes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    ck = tmp_path / "h.ckpt"
+    code = f"""
+from qdlab.build import PerovskiteRecipe, build
+from qdlab.workflows.phonons import phonons
+a = build(PerovskiteRecipe(composition="CsPbI3", size="3", neutrality="surface-charge"))
+phonons(a, None, checkpoint={str(ck)!r}, engine_name="lj", workers=2, engine_spec={{"name": "classical"}})
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.time() + 120
+        children = []
+        while time.time() < deadline and not (ck.exists() and ck.stat().st_size > 0 and len(children) >= 2):
+            time.sleep(0.2)
+            children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 2 and ck.stat().st_size > 0
+        workers = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+        assert len(workers) == 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        gone, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, [p.pid for p in alive]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_imaginary_warning():
     a = build(PerovskiteRecipe(composition="CsPbI3", size="2", neutrality="surface-charge"))  # unrelaxed
     with pytest.warns(UserWarning, match="imaginary mode"):
