@@ -14,14 +14,17 @@ frequencies of both paths are compared too.
 
 Worker start-up (process spawn + CHGNet load) is timed separately from the force work.
 
-Measured (2-core shared development machine, CHGNet 0.3.0, one thread per process, no other load):
-capped 3×3×3, K = 40: one process 1.75 s per displacement (69.8 s), 2 workers 41.2 s → 1.70× (1.62×
-with the 3.2 s start-up); extrapolated full Hessian 122 min → 72 min; forces identical (max |ΔF| = 0).
-Capped 1×1×1, full Hessian (384 displacements): 55.6 s → 28.8 s, 1.93× (1.82× with start-up),
-frequencies identical (max |Δν| = 0); two plain spawned processes reach 1.94× on the same work.
-With another developer's process busy on the machine the ratios drop to 0.74–0.99× (plain
-processes: 1.07×). Dask's default worker environment (MALLOC_TRIM_THRESHOLD_=65536) made CHGNet
-1.7–2.3× slower per call; campaign workers drop it (see :mod:`qdlab.campaign.cluster`).
+Measured (2026-11-22, 2-core development machine, no other load, CHGNet 0.3.0, one thread per
+process, allocator tuned by the engine factory, workers with MALLOC_ARENA_MAX=1):
+capped 3×3×3, K = 40: one process 1.533 s per displacement (61.3 s), 2 workers 30.9 s → **1.98×**
+(force work); extrapolated full Hessian 107.6 min → 54.5 min, 1.97× with start-up (3.7 s) and
+first calls (10.9 s) counted once; forces identical (max |ΔF| = 0). At K = 40 itself start-up and
+first calls weigh in: 1.49×. Capped 1×1×1, full Hessian (384 displacements): 52.2 s → 26.1 s,
+2.00× (1.82× with start-up), frequencies identical (max |Δν| = 0).
+Before the arena fix the first 10-displacement chunk of each worker ran at 2.5 s per call (its pool
+thread had its own glibc arena and faulted the model's memory in again after the warm-up):
+1.45–1.70×. Dask's default worker environment (MALLOC_TRIM_THRESHOLD_=65536) made CHGNet 1.7–2.3×
+slower per call; campaign workers drop it (see :mod:`qdlab.campaign.cluster`).
 """
 
 from __future__ import annotations

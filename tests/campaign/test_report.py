@@ -26,7 +26,7 @@ def _store(tmp_path) -> ResultStore:
         "engines": [{"name": "classical"}],
         "steps": [{"workflow": "relax", "fmax": 0.05, "rattle_A": 0.0},
                   {"workflow": "phonons", "method": "analytic"},
-                  {"workflow": "peaks", "regions": {"M1": [5, 40, 10], "M2": [40, 80], "M3": [80, 130]}},
+                  {"workflow": "peaks", "regions": {"M1": [10, 60, 10], "M2": [64, 90], "M3": [105, 116]}},
                   {"workflow": "md", "after": "relax", "steps": 40, "interval": 4, "temperature_K": 100},
                   {"workflow": "rmsf"}]})
     rs = ResultStore(spec.store)
@@ -38,6 +38,7 @@ def _store(tmp_path) -> ResultStore:
         assert out[t.key]["status"] == "done", out[t.key]
     # the same structures relabelled as a "capped" system, so that the plots compare passivations
     for r in rs.rows(workflow="peaks"):
+        assert "M1_cm1" in r.results, r.results
         kvp = dict(r.kvp) | {"passivation": "MA", "M1_cm1": r.results["M1_cm1"] + 3}
         rs.put(r.key + "x", None, {k: v for k, v in kvp.items() if k not in ("task_key", "status")},
                r.data | {"results": r.results | {"M1_cm1": r.results["M1_cm1"] + 3}})

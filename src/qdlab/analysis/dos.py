@@ -85,13 +85,23 @@ class Peak:
 
 def find_peak(grid: np.ndarray, g: np.ndarray, lo: float, hi: float, half_window: float | None = None,
               name: str = "peak") -> Peak:
-    """Peak in [lo, hi]: maximum of g there; window = ±half_window or the curvature sign changes."""
+    """Peak in [lo, hi]: the highest local maximum of g there (not a value on the flank of a band
+    outside); window = ±half_window around it or bounded by the curvature sign changes."""
     grid = np.asarray(grid, float)
     g = np.asarray(g, float)
     inside = np.flatnonzero((grid >= lo) & (grid <= hi))
     if len(inside) < 3 or g[inside].max() <= 0:
         raise QdlabError(f"no {name} peak in {lo:g}–{hi:g} cm⁻¹")
-    m = inside[np.argmax(g[inside])]
+    # the highest local maximum inside the region (the region's largest value may sit on its edge,
+    # on the flank of a band outside it: that is not this region's peak)
+    padded = np.concatenate(([-np.inf], g, [-np.inf]))
+    is_max = (g >= padded[:-2]) & (g >= padded[2:])
+    cand = inside[is_max[inside]]
+    if len(cand) == 0:
+        m = inside[np.argmax(g[inside])]
+        raise QdlabError(f"no {name} peak in {lo:g}–{hi:g} cm⁻¹: its largest DOS value, at {grid[m]:g} cm⁻¹, "
+                         f"lies on the flank of a band outside the region")
+    m = cand[np.argmax(g[cand])]
     if half_window is not None:
         a = np.searchsorted(grid, grid[m] - half_window)
         b = np.searchsorted(grid, grid[m] + half_window, side="right") - 1
@@ -112,11 +122,22 @@ def find_peak(grid: np.ndarray, g: np.ndarray, lo: float, hi: float, half_window
 
 
 def mode_peaks(dos: DOS, regions: dict[str, tuple[float, float, float | None]] | None = None,
-               curve: str = "total") -> dict[str, Peak]:
-    """Peaks of named regions (default M1/M2/M3 of CsPbBr3) on the total or a partial DOS."""
+               curve: str = "total", missing: dict[str, str] | None = None) -> dict[str, Peak]:
+    """Peaks of named regions (default M1/M2/M3 of CsPbBr3) on the total or a partial DOS.
+
+    A region without a peak raises :class:`QdlabError`, or, with a ``missing`` dict, is left out
+    and its reason stored there under the region's name."""
     regions = regions or CSPBBR3_REGIONS
     g = dos.total if curve == "total" else dos.partial[curve]
-    return {name: find_peak(dos.grid_cm1, g, lo, hi, hw, name) for name, (lo, hi, hw) in regions.items()}
+    out = {}
+    for name, (lo, hi, hw) in regions.items():
+        try:
+            out[name] = find_peak(dos.grid_cm1, g, lo, hi, hw, name)
+        except QdlabError as exc:
+            if missing is None:
+                raise
+            missing[name] = str(exc)
+    return out
 
 
 def label_selections(atoms, by: str = "role") -> dict[str, np.ndarray]:

@@ -23,8 +23,11 @@ from qdlab.errors import QdlabError
 #: environment of every worker process. Dask's default also sets MALLOC_TRIM_THRESHOLD_=65536, which
 #: disables glibc's dynamic mmap threshold: every large tensor is then mmapped and unmapped again,
 #: measured 1.7–2.3× slower CHGNet force calls in a worker. It is left out on purpose.
+#: MALLOC_ARENA_MAX=1: tasks run in a pool thread; with its own glibc arena the memory a model
+#: call faulted in elsewhere (engine warm-up, an earlier task) is not reused — measured 9.4 s for
+#: the first 701-atom CHGNet call of a task thread after a warm-up, 1.6–2.0 s with one arena.
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "MKL_NUM_THREADS": "1",
-              "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+              "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg", "MALLOC_ARENA_MAX": "1"}
 
 
 #: Dask settings of campaign workers: the statistical profiler samples the running task's stack

@@ -46,8 +46,10 @@ def tune_allocator() -> bool:
     trim threshold and top pad 1 GiB). glibc's default adapts its mmap threshold upward only as
     blocks are freed, so torch tensors of a few hundred-atom graph are mmapped and unmapped again
     for several calls, each time page-faulted anew (measured for a 701-atom CHGNet call: 100–160k
-    minor faults on many later calls, ~5k with this setting). Once per process; False where
-    glibc's mallopt is not available."""
+    minor faults on many later calls, ~5k with this setting). One arena for threads created
+    from now on (threads that already exist keep theirs: campaign workers also get
+    ``MALLOC_ARENA_MAX=1`` at start, see :mod:`qdlab.campaign.cluster`). Once per process; False
+    where glibc's mallopt is not available."""
     global _ALLOCATOR_TUNED
     if _ALLOCATOR_TUNED:
         return True
@@ -55,8 +57,8 @@ def tune_allocator() -> bool:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-        ok = all(libc.mallopt(opt, val) == 1 for opt, val in ((m_mmap_threshold, 32 << 20),
+        m_trim_threshold, m_top_pad, m_mmap_threshold, m_arena_max = -1, -2, -3, -8
+        ok = all(libc.mallopt(opt, val) == 1 for opt, val in ((m_mmap_threshold, 32 << 20), (m_arena_max, 1),
                                                              (m_trim_threshold, 1 << 30), (m_top_pad, 1 << 30)))
     except (OSError, AttributeError):
         return False

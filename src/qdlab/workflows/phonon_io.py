@@ -126,19 +126,15 @@ def write_phonon_outputs(atoms: Atoms, result: PhononResult, folder: str | os.Pa
     ``folder``; returns the summary (peak centres in cm⁻¹, counts of imaginary modes, timings).
     """
     from qdlab.analysis.dos import label_selections, mode_peaks, phonon_dos
-    from qdlab.errors import QdlabError
     from qdlab.report.plots import plot_dos
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     sel = label_selections(atoms, "role" if "role" in atoms.arrays else "element")
     dos = phonon_dos(result.frequencies_cm1, result.modes, sel, sigma_cm1=sigma_cm1)
-    peaks = {}
-    failed = {}
-    try:
-        peaks = mode_peaks(dos, regions)
-    except QdlabError as exc:  # keep going without peaks; record why
-        failed["peaks"] = str(exc)
+    missing: dict[str, str] = {}
+    peaks = mode_peaks(dos, regions, missing=missing)  # a region without a peak is recorded, not fatal
+    failed = {"missing_peaks": missing} if missing else {}
     save_phonons(result, out / "phonons.npz")
     save_dos_csv(dos, out / "dos.csv", out / "pdos.csv")
     save_frequencies_csv(result, out / "frequencies.csv")
