@@ -281,7 +281,7 @@ def _phonons(task: dict, parent: dict | None, files: str, out: Path, chunks: lis
 def _peaks(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:
     from ase.io import read
 
-    from qdlab.analysis.dos import find_peak, label_selections, phonon_dos
+    from qdlab.analysis.dos import CSPBBR3_REGIONS, label_selections, mode_peaks, phonon_dos
     from qdlab.workflows.phonon_io import save_dos_csv, save_peaks
 
     s = task["settings"]
@@ -290,15 +290,8 @@ def _peaks(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atom
         freqs, modes = z["frequencies_cm1"], z["modes"]
     sel = label_selections(atoms, "role" if "role" in atoms.arrays else "element")
     dos = phonon_dos(freqs, modes, sel, sigma_cm1=s["sigma_cm1"])
-    from qdlab.analysis.dos import CSPBBR3_REGIONS
-
-    regions = s.get("regions") or CSPBBR3_REGIONS
-    peaks, missing = {}, {}
-    for name, (lo, hi, hw) in regions.items():
-        try:
-            peaks[name] = find_peak(dos.grid_cm1, dos.total, lo, hi, hw, name)
-        except QdlabError as exc:
-            missing[name] = str(exc)
+    missing: dict[str, str] = {}
+    peaks = mode_peaks(dos, s.get("regions") or CSPBBR3_REGIONS, missing=missing)
     save_dos_csv(dos, out / "dos.csv", out / "pdos.csv")
     save_peaks(peaks, out / "peaks.json", out / "peaks.csv")
     results: dict[str, Any] = {f"{k}_cm1": p.centre_cm1 for k, p in peaks.items()}
