@@ -210,6 +210,14 @@ def learn(initial: Sequence[Atoms], starts: Sequence[Atoms], reference: Calculat
                                    "n_labelled_total": n_labelled_total, "models": [str(p) for p in models],
                                    "iterations": iterations})
 
+    def end_iteration(state: dict, state_path: Path, stop_reason: str | None = None) -> None:
+        """Write the iteration's state (marked done, with ``stop_reason`` if the loop stops) and the summary."""
+        if stop_reason is not None:
+            state.update(converged=converged, stop_reason=stop_reason, done=True)
+        _write_json(state_path, state)
+        iterations.append(state)
+        save_summary()
+
     for k in range(s.iterations):
         it_dir = folder / f"iter_{k:03d}"
         it_dir.mkdir(exist_ok=True)
@@ -279,10 +287,7 @@ def learn(initial: Sequence[Atoms], starts: Sequence[Atoms], reference: Calculat
             s.force_rmse_target_eV_A is None or tr["val_force_rmse_eV_A"] <= s.force_rmse_target_eV_A)
         if met and ex["stable"]:
             converged, reason = True, "error target met and MD stable"
-            state.update(converged=True, stop_reason=reason, done=True)
-            _write_json(state_path, state)
-            iterations.append(state)
-            save_summary()
+            end_iteration(state, state_path, reason)
             break
         # 4. select
         if "select" not in state:
@@ -301,10 +306,7 @@ def learn(initial: Sequence[Atoms], starts: Sequence[Atoms], reference: Calculat
         if not chosen:
             reason = ("label budget spent" if s.max_labels is not None and n_labelled_total >= s.max_labels
                       else "no new frame between the trust levels (lower trust_lo or explore longer)")
-            state.update(converged=False, stop_reason=reason, done=True)
-            _write_json(state_path, state)
-            iterations.append(state)
-            save_summary()
+            end_iteration(state, state_path, reason)
             break
         # 5. label and add to the data set
         if "label" not in state:
@@ -329,9 +331,7 @@ def learn(initial: Sequence[Atoms], starts: Sequence[Atoms], reference: Calculat
                               "n_added": len(new)}
         n_labelled_total += int(state["label"]["n_labelled"])
         state["done"] = True
-        _write_json(state_path, state)
-        iterations.append(state)
-        save_summary()
+        end_iteration(state, state_path)
         note("labelled", {"iteration": k} | state["label"])
         if s.max_labels is not None and n_labelled_total >= s.max_labels:
             reason = "label budget spent"
