@@ -69,13 +69,15 @@ def _clear(out: str) -> None:
 
 def label(frames: Sequence[Atoms], calc: Calculator, out: str | os.PathLike, *, engine: str = "engine",
           settings: dict | None = None, restart: bool = True, retry_failed: bool = False,
-          progress: Callable[[int, int], None] | None = None) -> LabelResult:
+          progress: Callable[[int, int], None] | None = None, dipole: bool | None = None) -> LabelResult:
     """Label ``frames`` with ``calc`` into the dataset ``out`` (resumable; see module docstring).
 
     ``engine`` names the reference for the provenance (e.g. ``"cp2k"``, ``"classical"``),
     ``settings`` its parameters (default: the calculator's ``parameters``). ``restart=False``
     discards an existing output. ``progress(done, total)`` is called after every frame.
     Returns counts; the labelled frames are read back with ``read_frames(out, labelled=True)``.
+    ``dipole``: also store the dipole (e·Å) as ``info["dipole_eA"]`` (kept by extended XYZ and
+    databases); default: when the calculator implements it (xTB does).
     """
     out_s = str(out)
     if not is_database(out_s) and Path(out_s).suffix.lower() not in (".extxyz", ".xyz"):
@@ -86,6 +88,8 @@ def label(frames: Sequence[Atoms], calc: Calculator, out: str | os.PathLike, *, 
     n = len(frames)
     keys = [frame_key(a) for a in frames]
     settings = _settings_of(calc) if settings is None else settings
+    if dipole is None:
+        dipole = "dipole" in getattr(calc, "implemented_properties", ())
     if not restart:
         _clear(out_s)
     elif "://" not in out_s:
@@ -122,7 +126,9 @@ def label(frames: Sequence[Atoms], calc: Calculator, out: str | os.PathLike, *, 
         try:
             energy = float(work.get_potential_energy())
             forces = np.array(work.get_forces(), float)
-            if not (math.isfinite(energy) and np.isfinite(forces).all()):
+            mu = np.array(work.get_dipole_moment(), float) if dipole else None
+            if not (math.isfinite(energy) and np.isfinite(forces).all()) or (mu is not None and
+                                                                           not np.isfinite(mu).all()):
                 raise QdlabError("non-finite energy or forces")
             error = None
         except Exception as exc:  # recorded, not dropped; KeyboardInterrupt/SystemExit still stop the run
@@ -134,6 +140,8 @@ def label(frames: Sequence[Atoms], calc: Calculator, out: str | os.PathLike, *, 
                            settings=json.dumps(settings, sort_keys=True, default=str))
         if error is None:
             set_labels(record, energy, forces)
+            if mu is not None:
+                record.info["dipole_eA"] = [float(v) for v in mu]
             n_ok += 1
         else:
             record.info.update(status="failed", error=error)
