@@ -201,9 +201,10 @@ def dipole_derivatives(source, atoms: Atoms, traj: Trajectory) -> np.ndarray:
 
 def ir_md(frames: Frames, source, *, temperature_K: float | None = None, dt_fs: float | None = None,
           resolution_cm1: float | None = None, window: str = "hann", derivative: str = "auto",
-          skip: int = 0, skip_ps: float | None = None, stride: int = 1) -> IRSpectrum:
+          skip: int = 0, skip_ps: float | None = None, stride: int = 1, atoms: Atoms | None = None) -> IRSpectrum:
     """IR spectrum of a trajectory with a dipole source (``qdlab.engines.dipoles``).
 
+    ``atoms``: the structure the source sees (numbers, masses, ``info["charge"]``; default the first frame).
     ``derivative``: ``velocities`` (μ̇ analytically from the velocities; an error without them),
     ``positions`` (μ(t) from positions, derivative in frequency space), ``auto`` (velocities when
     the frames carry them and the source has an analytic derivative). ``temperature_K`` defaults
@@ -216,7 +217,10 @@ def ir_md(frames: Frames, source, *, temperature_K: float | None = None, dt_fs: 
     if traj.n_frames < 8:
         raise QdlabError(f"a spectrum needs ≥ 8 frames, the trajectory has {traj.n_frames}")
     max_lag_for(resolution_cm1, traj.n_frames, dt)  # fail before any dipole is computed
-    atoms = traj.atoms(0)
+    if derivative == "velocities" and traj.velocities_A_fs is None:
+        raise QdlabError("the trajectory has no velocities (write momenta, e.g. extended XYZ from `qdlab md`), "
+                         "or use derivative='positions'")
+    atoms = traj.atoms(0) if atoms is None else atoms
     analytic = hasattr(source, "dipole_derivatives") or hasattr(source, "born_charges")
     use_vel = derivative == "velocities" or (derivative == "auto" and analytic and traj.velocities_A_fs is not None)
     temp = temperature_K if temperature_K is not None else kinetic_temperature(traj)

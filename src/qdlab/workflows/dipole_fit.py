@@ -168,3 +168,40 @@ def _score(frames, ref, tr, va, te, model, out, s, baselines, best_epoch, epochs
     model.metrics = model.metrics | {"test": res.to_dict()}
     model.save(out)
     return res
+
+
+def run_dipole_training(dataset: str | os.PathLike, out: str | os.PathLike, settings: DipoleFitSettings | None = None,
+                        baselines: Sequence[str] = ("seed001", "charges"),
+                        progress: Callable[[int, int, float], None] | None = None) -> dict:
+    """Train on a labelled dataset (frames with ``dipole_eA``), save ``out`` (.pt), a parity plot
+    (``out`` with suffix ``.parity.png``) and metrics (``.json``); fixed-charge ``baselines`` that do
+    not apply to the data (no charges, no Pb) are skipped with the reason."""
+    import json
+
+    from qdlab.engines.dipoles import get_dipole_source
+    from qdlab.report.ir_plots import plot_dipole_parity
+    from qdlab.store.db import read_frames
+    from qdlab.store.files import write_text
+
+    p = Path(out)
+    if p.suffix not in (".pt", ".pth"):
+        raise QdlabError(f"the dipole model is a torch file: give -o MODEL.pt, not {p.name}")
+    frames = [a for a in read_frames(dataset) if a.info.get("status", "ok") != "failed"]
+    frame_dipoles(frames)  # a clear error before any work when labels are missing
+    fns, skipped = {}, {}
+    for name in baselines:
+        try:
+            fns[name] = get_dipole_source(name, frames[0]).dipoles
+        except QdlabError as exc:
+            skipped[name] = str(exc)
+    res = fit_dipole_model(frames, p, settings, baselines=fns, progress=progress)
+    test = [frames[i] for i in res.test_indices]
+    preds = {"latent-charge model": res.predicted_D}
+    for name, fn in fns.items():
+        preds[f"fixed charges ({name})"] = fn(test[0], np.stack([a.positions for a in test])) / units.Debye
+    plot_dipole_parity(res.reference_D, preds, p.with_suffix(".parity.png"),
+                       title=f"held-out dipoles ({res.n_test} frames), RMS {res.rms_dipole_D:.2f} D")
+    summary = res.to_dict() | {"baselines_skipped": skipped, "dataset": str(dataset),
+                               "parity_plot": str(p.with_suffix(".parity.png"))}
+    write_text(p.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
+    return summary
