@@ -177,3 +177,33 @@ def thermal_cmd(phonons: Path = typer.Argument(..., help="A `qdlab phonons` outp
         t.add_row(k, f"{v['F_eV']:.4f}", f"{1e3 * v['S_eV_K']:.4f}", f"{1e3 * v['Cv_eV_K']:.4f}",
                   ", ".join(f"{e} {u:.2e}" for e, u in v["u2_A2"].items()))
     console.print(t)
+
+
+@app.command("seed001")
+@guarded
+def seed001_cmd(out: Path = typer.Option(Path("seed001_ir"), "--output", "-o", help="Output folder (resumable)."),
+                size: int = typer.Option(1, "--size", help="1 Pb6S(OAc)10 (laptop) | 2 Pb19S6(OAc)26 (seed 001)."),
+                engine: str = typer.Option("chgnet", "--engine", "-e"),
+                model: str = typer.Option(None, "--dipole-model", help="Learned dipole model (.pt) besides seed001 charges."),
+                md_steps: int = typer.Option(0, "--md-steps", help="NVE steps for the MD spectrum (0: harmonic only)."),
+                timestep: float = typer.Option(0.5, "--timestep", help="fs"),
+                resolution: float = typer.Option(None, "--resolution", help="cm⁻¹ (MD spectrum)."),
+                as_json: bool = JSON_OPT) -> None:
+    """seed001-ir: relax → Γ phonons → harmonic IR (→ NVE → MD IR); acetate bands beside seed 001's ranges."""
+    from qdlab.campaign.seed001_ir import reproduce_seed001_ir
+
+    res = reproduce_seed001_ir(out, size=size, engine=engine, dipole_model=model, md_steps=md_steps,
+                               timestep_fs=timestep, resolution_cm1=resolution,
+                               log=lambda m: console.print(m, highlight=False, markup=False))
+    if as_json:
+        emit_json(res)
+        return
+    t = Table(title=f"seed001-ir: {res['formula']} with {res['engine']} (cm⁻¹)")
+    cols = ("nu_s", "umbrella", "ch_bend", "nu_as", "delta_nu")
+    t.add_column("spectrum")
+    for c in cols:
+        t.add_column(c)
+    t.add_row("seed 001 (paper)", *[res["paper_cm1"].get(c, "") for c in cols])
+    for r in res["rows"]:
+        t.add_row(r["spectrum"], *["–" if r[c] is None else f"{r[c]:.0f}" for c in cols])
+    console.print(t)
