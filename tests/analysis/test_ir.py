@@ -207,3 +207,25 @@ def test_md_peaks_match_harmonic(formaldehyde):
     match = [int(np.abs(harm.frequencies_cm1 - p.position_cm1).argmin()) for p in cl]
     ref = harm.intensities_D2_A2_amu[match] / harm.intensities_D2_A2_amu[match].sum()
     np.testing.assert_allclose([p.relative_area for p in cl], ref, rtol=0.05)
+
+
+def test_born_checkpoint_resumes(water, tmp_path):
+    """A Born-charge run interrupted after two atoms resumes from its checkpoint with the same result."""
+    q = np.array([-0.8, 0.4, 0.4])
+    calls = []
+
+    class Counting:
+        name = "counting"
+
+        def dipoles(self, atoms, positions):
+            calls.append(len(positions))
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return ChargeDipole(q).dipoles(atoms, positions)
+
+    ck = tmp_path / "born.npz"
+    with pytest.raises(KeyboardInterrupt):
+        born_charges(water, Counting(), checkpoint=ck)
+    z = born_charges(water, Counting(), checkpoint=ck)
+    assert calls == [6, 6, 6, 6]  # two atoms done, one interrupted, then only the third computed
+    np.testing.assert_allclose(z, ChargeDipole(q).born_charges(water), atol=1e-9)

@@ -8,13 +8,18 @@ turns the dipoles into Z (N, 3, 3) e. Sources with analytic ``born_charges`` ski
 
 from __future__ import annotations
 
+import hashlib
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
 
 from qdlab.analysis.ir import KM_MOL, IRSpectrum
 from qdlab.errors import QdlabError
+from qdlab.store.files import atomic_path
 
 
 @dataclass(frozen=True)
@@ -73,17 +78,47 @@ def assemble_born_charges(dipoles: np.ndarray, n_atoms: int, delta_A: float = 0.
     return (d[:, :, 1] - d[:, :, 0]) / (2 * delta_A)
 
 
-def born_charges(atoms: Atoms, source, delta_A: float = 0.01) -> np.ndarray:
-    """Z (N, 3, 3) e of ``atoms`` with a dipole source: analytic when it offers ``born_charges``."""
+def born_charges(atoms: Atoms, source, delta_A: float = 0.01, *, checkpoint: str | os.PathLike | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Z (N, 3, 3) e of ``atoms`` with a dipole source: analytic when it offers ``born_charges``.
+
+    With ``checkpoint`` (an .npz path) the six displaced dipoles of each atom are saved after that
+    atom (atomic rewrite) and a rerun with the same structure, δ and source resumes from them
+    (worth it for electronic-structure sources: 6N calls).
+    """
     if hasattr(source, "born_charges"):
         return np.asarray(source.born_charges(atoms), float)
-    return assemble_born_charges(source.dipoles(atoms, born_displacements(atoms, delta_A)), len(atoms), delta_A)
+    x = born_displacements(atoms, delta_A)
+    n = len(atoms)
+    if checkpoint is None:
+        return assemble_born_charges(source.dipoles(atoms, x), n, delta_A)
+    key = hashlib.sha256(np.ascontiguousarray(atoms.positions).tobytes() + atoms.numbers.tobytes()
+                         + f"{delta_A:.6g}|{getattr(source, 'name', '')}".encode()).hexdigest()
+    path = Path(checkpoint)
+    d = np.full((6 * n, 3), np.nan)
+    if path.exists():
+        z = np.load(path)
+        if str(z["key"]) != key:
+            raise QdlabError(f"{path} is a Born-charge checkpoint of another structure or source; remove it")
+        d = z["dipoles"]
+    for i in range(n):
+        if np.isfinite(d[6 * i:6 * i + 6]).all():
+            continue
+        d[6 * i:6 * i + 6] = source.dipoles(atoms, x[6 * i:6 * i + 6])
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, key=key, dipoles=d)
+        if progress:
+            progress(i + 1, n)
+    return assemble_born_charges(d, n, delta_A)
 
 
 def harmonic_ir(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray, source=None, *,
-                born: np.ndarray | None = None, delta_A: float = 0.01) -> HarmonicIR:
+                born: np.ndarray | None = None, delta_A: float = 0.01,
+                checkpoint: str | os.PathLike | None = None,
+                progress: Callable[[int, int], None] | None = None) -> HarmonicIR:
     """Harmonic IR intensities of mass-weighted normal modes (M, N, 3) (e.g. a ``PhononResult``'s
-    ``frequencies_cm1``/``modes`` of the same ``atoms``) with Born charges from ``source`` or ``born``."""
+    ``frequencies_cm1``/``modes`` of the same ``atoms``) with Born charges from ``source`` or ``born``
+    (``checkpoint``/``progress``: see :func:`born_charges`)."""
     modes = np.asarray(modes, float)
     n = len(atoms)
     if modes.ndim != 3 or modes.shape[1:] != (n, 3) or modes.shape[0] != len(frequencies_cm1):
@@ -91,7 +126,7 @@ def harmonic_ir(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray, so
     if born is None:
         if source is None:
             raise QdlabError("harmonic IR needs a dipole source or Born charges")
-        born = born_charges(atoms, source, delta_A)
+        born = born_charges(atoms, source, delta_A, checkpoint=checkpoint, progress=progress)
     z = np.asarray(born, float)
     u = modes / np.sqrt(atoms.get_masses())[None, :, None]          # Cartesian displacement per unit Q
     dmu = np.einsum("kia,iab->kb", u, z)                              # e·Å / (Å·√amu)

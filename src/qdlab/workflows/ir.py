@@ -141,7 +141,8 @@ def _binding(frames: list[Atoms], s: IRMDSettings) -> dict | None:
 
 
 def run_ir_harmonic(phonon_folder: str | os.PathLike, out: str | os.PathLike,
-                    settings: HarmonicIRSettings | None = None, structure: str | os.PathLike | None = None) -> dict:
+                    settings: HarmonicIRSettings | None = None, structure: str | os.PathLike | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> dict:
     """Campaign step ``ir`` (harmonic path): Born charges, intensities per mode, broadened spectrum, bands."""
     from qdlab.analysis.ir_bands import carboxylate_bands, harmonic_carboxylate_bands
     from qdlab.analysis.ir_harmonic import harmonic_ir
@@ -150,7 +151,9 @@ def run_ir_harmonic(phonon_folder: str | os.PathLike, out: str | os.PathLike,
 
     s = settings or HarmonicIRSettings()
     atoms, freqs, modes = load_phonon_folder(phonon_folder, structure)
-    res = harmonic_ir(atoms, freqs, modes, get_dipole_source(s.dipoles, atoms), delta_A=s.delta_A)
+    # Born charges by finite differences are checkpointed per atom in the output folder (resumable)
+    res = harmonic_ir(atoms, freqs, modes, get_dipole_source(s.dipoles, atoms), delta_A=s.delta_A,
+                      checkpoint=Path(out) / "born.ckpt.npz", progress=progress)
     spec = res.spectrum(s.fmin_cm1, s.fmax_cm1, fwhm_cm1=s.fwhm_cm1, shape=s.shape)
     o = Path(out)
     _csv(o / "ir_modes.csv", ["frequency_cm1", "intensity_D2_A2_amu", "intensity_km_mol"],
