@@ -33,7 +33,8 @@ def _require_torch() -> None:
 
 
 class LatentChargeNet(nn.Module if nn is not None else object):
-    """Radial descriptors → per-atom latent charges → μ (see module docstring)."""
+    """Radial descriptors → per-atom latent charges → μ (see module docstring); ``hidden=0`` is a
+    linear charge model (for data sets of a few dozen frames)."""
 
     def __init__(self, elements: list[str], cutoff_A: float = 6.0, n_radial: int = 16, hidden: int = 64):
         super().__init__()
@@ -53,8 +54,11 @@ class LatentChargeNet(nn.Module if nn is not None else object):
         n_in = n_e * n_radial + n_e
         self.register_buffer("mean", torch.zeros(n_in, dtype=torch.float64))
         self.register_buffer("std", torch.ones(n_in, dtype=torch.float64))
-        self.net = nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                 nn.Linear(hidden, 1)).double()
+        if hidden > 0:
+            self.net = nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                     nn.Linear(hidden, 1)).double()
+        else:  # linear in the descriptors: the small-data limit (μ is then linear in the weights)
+            self.net = nn.Linear(n_in, 1).double()
 
     def config(self) -> dict:
         return {"elements": self.elements, "cutoff_A": self.cutoff_A, "n_radial": self.n_radial,

@@ -36,6 +36,7 @@ class DipoleFitSettings:
     val_fraction: float = 0.15
     test_fraction: float = 0.2
     seed: int = 0
+    weight_decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def fit_dipole_model(frames: Sequence[Atoms], out: str | os.PathLike, settings: 
         x = net.descriptors(pos[tr], species).reshape(-1, net.mean.numel())
         net.mean.copy_(x.mean(0))
         net.std.copy_(x.std(0).clamp_min(1e-6))
-    opt = torch.optim.Adam(net.parameters(), lr=s.lr)
+    opt = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.epochs, eta_min=s.lr / 100)
     model = LearnedDipole(net, name=Path(out).stem)
     best, best_epoch, epoch = np.inf, -1, 0
