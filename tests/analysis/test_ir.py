@@ -130,7 +130,8 @@ def test_harmonic_matches_ase_infrared(water, tmp_path, dipoles):
     ph = phonons(water, XTB("gfn2"), delta=0.01)
     source = ChargeDipole(q) if dipoles == "charges" else xtb_dipole("gfn2")
     res = harmonic_ir(water, ph.frequencies_cm1, ph.modes, source)
-    np.testing.assert_allclose(res.frequencies_cm1, ref_f, rtol=2e-3)
+    np.testing.assert_allclose(res.frequencies_cm1, ref_f, rtol=1e-6)  # measured 1.5e-9
+    # measured 7.5e-5 (charges), 2.9e-4 (xTB): ASE keeps the rigid modes in its eigenvectors, we project them
     np.testing.assert_allclose(res.intensities_D2_A2_amu, ref_i, rtol=1e-3, atol=1e-6 * ref_i.max())
 
 
