@@ -96,3 +96,28 @@ def test_model_derivative_and_elements(tmp_path):
     np.testing.assert_allclose(model.dipole_derivatives(a, a.positions[None], v[None]), fd, rtol=1e-6, atol=1e-9)
     with pytest.raises(QdlabError, match="has N as well"):
         model.dipoles(Atoms("NH3", positions=np.eye(4, 3)), np.eye(4, 3)[None])
+
+
+@pytest.mark.parametrize("suffix", [".extxyz", ".db"])
+def test_label_stores_xtb_dipoles_and_resumes(tmp_path, suffix):
+    """The labelling workflow keeps the engine's dipole (e·Å) per frame in both output kinds; a rerun resumes."""
+    pytest.importorskip("tblite")
+    from qdlab.engines.xtb import XTB
+    from qdlab.store.db import read_frames
+    from qdlab.workflows.dipole_fit import frame_dipoles
+    from qdlab.workflows.label import label
+
+    frames = [molecule("H2O") for _ in range(3)]
+    for k, a in enumerate(frames):
+        a.positions[0, 0] += 0.03 * k
+    out = tmp_path / f"w{suffix}"
+    label(frames[:2], XTB("gfn2"), out, engine="xtb")
+    res = label(frames, XTB("gfn2"), out, engine="xtb")
+    assert res.n_resumed == 2 and res.n_computed == 1
+    got = frame_dipoles(read_frames(out, labelled=True))
+    ref = []
+    for a in frames:
+        b = a.copy()
+        b.calc = XTB("gfn2")
+        ref.append(b.get_dipole_moment())
+    np.testing.assert_allclose(got, ref, atol=1e-8)
