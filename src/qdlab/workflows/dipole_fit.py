@@ -122,7 +122,10 @@ def fit_dipole_model(frames: Sequence[Atoms], out: str | os.PathLike, settings: 
     with torch.no_grad():  # standardise the descriptors on the training frames
         x = net.descriptors(pos[tr], species).reshape(-1, net.mean.numel())
         net.mean.copy_(x.mean(0))
-        net.std.copy_(x.std(0).clamp_min(1e-6))
+        sd = x.std(0)
+        # a feature (nearly) constant in training is centred but not scaled: dividing by a tiny std
+        # would make the charges jump for displacements the data never showed (huge Born charges)
+        net.std.copy_(torch.where(sd > 1e-3, sd, torch.ones_like(sd)))
     opt = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.epochs, eta_min=s.lr / 100)
     model = LearnedDipole(net, name=Path(out).stem)
