@@ -25,27 +25,41 @@ def test_bands_from_windows():
 
 
 def _acetate_frame() -> Atoms:
-    # C(carboxyl) at the origin, O at ±(1.1, 0.7), methyl C along −y
+    # C(carboxyl) at the origin, O at (±1.1, 0.7), methyl C along −y
     pos = [[0, 0, 0], [1.1, 0.7, 0], [-1.1, 0.7, 0], [0, -1.5, 0]]
     return Atoms("CO2C", positions=pos)
 
 
-def test_coo_character_of_built_modes():
+def test_coo_character_shares_are_complete():
+    """Over all vibrational modes of a molecule the shares of each COO coordinate sum to 1; a mode
+    along the mass-weighted B-vector of s+ has share (1, 0)."""
+    from qdlab.workflows.phonons import rigid_body_basis
+
     a = _acetate_frame()
-    m = np.sqrt(a.get_masses())[:, None]
+    rng = np.random.default_rng(0)
+    b = rigid_body_basis(a.positions, a.get_masses())
+    p = np.eye(12) - b.T @ b
+    _, v = np.linalg.eigh(p @ (lambda x: x + x.T)(rng.normal(size=(12, 12))) @ p + 10 * b.T @ b)
+    modes = v[:, :12 - len(b)].T.reshape(-1, 4, 3)          # an orthonormal vibrational basis
+    ch = coo_stretch_character(a, modes)
+    np.testing.assert_allclose(ch.sum(0), [1.0, 1.0], atol=1e-10)
+    assert np.all((ch >= 0) & (ch <= 1 + 1e-12))
     e1 = np.array([1.1, 0.7, 0]) / np.linalg.norm([1.1, 0.7])
     e2 = np.array([-1.1, 0.7, 0]) / np.linalg.norm([1.1, 0.7])
-    sym = np.zeros((4, 3))
-    sym[1], sym[2] = e1, e2                  # both C–O bonds lengthen
-    asym = np.zeros((4, 3))
-    asym[1], asym[2] = e1, -e2               # one lengthens, the other shortens
-    rot = np.zeros((4, 3))
-    rot[3] = [0, 0, 1]                       # only the methyl C moves: no COO stretch
-    modes = np.stack([sym * m, asym * m, rot * m])
-    modes /= np.linalg.norm(modes.reshape(3, -1), axis=1)[:, None, None]
+    bsym = np.zeros((4, 3))
+    bsym[1], bsym[2], bsym[0] = e1, e2, -(e1 + e2)
+    bsym /= np.sqrt(a.get_masses())[:, None]
+    bsym /= np.linalg.norm(bsym)
+    np.testing.assert_allclose(coo_stretch_character(a, bsym[None])[0], [1.0, 0.0], atol=1e-12)
+
+
+def test_harmonic_bands_are_share_weighted_centres():
+    a = _acetate_frame()
+    rng = np.random.default_rng(1)
+    modes = rng.normal(size=(6, 4, 3))
+    freqs = np.array([300.0, 900.0, 1300.0, 1420.0, 1580.0, 1650.0])
     ch = coo_stretch_character(a, modes)
-    np.testing.assert_allclose(ch[0], [1.0, 0.0], atol=1e-12)
-    np.testing.assert_allclose(ch[1], [0.0, 1.0], atol=1e-12)
-    np.testing.assert_allclose(ch[2], [0.0, 0.0], atol=1e-12)
-    b = harmonic_carboxylate_bands(a, np.array([1400.0, 1580.0, 1450.0]), modes, np.ones(3))
-    assert b["nu_s"]["centre_cm1"] == 1400 and b["nu_as"]["centre_cm1"] == 1580 and b["delta_nu_cm1"] == 180
+    b = harmonic_carboxylate_bands(a, freqs, modes)
+    w = ch[2:, 0]
+    assert b["nu_s"]["centre_cm1"] == pytest.approx((freqs[2:] * w).sum() / w.sum())
+    assert b["delta_nu_cm1"] == pytest.approx(b["nu_as"]["centre_cm1"] - b["nu_s"]["centre_cm1"])

@@ -5,8 +5,8 @@ Acetate on PbS (001, from its MD spectrum): ν_s 1370–1420 (symmetric COO stre
 is the usual experimental indicator of the binding geometry. Each band is searched in a window
 (``BAND_WINDOWS_CM1``, wider than the paper's ranges so that a potential with shifted frequencies
 still finds them): position = highest point, centre = intensity-weighted mean, area = integral in
-the window. For harmonic modes, each mode's COO stretch character (symmetric vs antisymmetric share
-of its C–O bond-length changes) is reported as well, an assignment that needs no window.
+the window. For harmonic modes, ν_s and ν_as are also located without windows, as the spectral
+centres of the symmetric and antisymmetric COO-stretch internal coordinates over the modes.
 """
 
 from __future__ import annotations
@@ -47,47 +47,56 @@ def carboxylate_bands(spectrum: IRSpectrum, windows: dict[str, tuple[float, floa
 
 
 def coo_stretch_character(atoms: Atoms, modes: np.ndarray) -> np.ndarray:
-    """Per mode (M, 2): the symmetric and antisymmetric shares of the C–O stretches of all carboxylates
-    (Σ_g (δr1 ± δr2)² / 2 over Σ_g |u_g|² of the COO atoms; both 0 for modes that do not move a COO)."""
+    """Per mode (M, 2): the symmetric and antisymmetric COO-stretch shares, averaged over carboxylates.
+
+    For each group the internal coordinates s± = (r_CO1 ± r_CO2)/√2 have Wilson B-vectors b±; in
+    mass-weighted coordinates b̃ = b/√m, normalised. A mode's share is (e_k·b̃)² ∈ [0, 1], and over a
+    complete set of vibrational modes the shares of each coordinate sum to 1 (b̃ is orthogonal to
+    the rigid motions). All zeros without carboxylates.
+    """
     from qdlab.analysis.coordination import find_carboxylates
 
     pairs, cs = find_carboxylates(atoms)
     m = np.asarray(modes, float)
     if len(cs) == 0:
         return np.zeros((len(m), 2))
-    u = m / np.sqrt(atoms.get_masses())[None, :, None]
+    n = len(atoms)
     pos = atoms.positions
     e1 = pos[pairs[:, 0]] - pos[cs]
     e2 = pos[pairs[:, 1]] - pos[cs]
     e1 /= np.linalg.norm(e1, axis=1)[:, None]
     e2 /= np.linalg.norm(e2, axis=1)[:, None]
-    d1 = np.einsum("kgc,gc->kg", u[:, pairs[:, 0]] - u[:, cs], e1)
-    d2 = np.einsum("kgc,gc->kg", u[:, pairs[:, 1]] - u[:, cs], e2)
-    norm = (u[:, pairs[:, 0]] ** 2).sum((1, 2)) + (u[:, pairs[:, 1]] ** 2).sum((1, 2)) + (u[:, cs] ** 2).sum((1, 2))
-    norm = np.where(norm > 0, norm, 1.0)
-    return np.stack([((d1 + d2) ** 2).sum(1) / 2 / norm, ((d1 - d2) ** 2).sum(1) / 2 / norm], axis=1)
+    inv_sm = 1.0 / np.sqrt(atoms.get_masses())
+    out = np.zeros((len(m), 2))
+    for k, sign in enumerate((1.0, -1.0)):
+        b = np.zeros((len(cs), n, 3))
+        g = np.arange(len(cs))
+        b[g, pairs[:, 0]] += e1
+        b[g, pairs[:, 1]] += sign * e2
+        b[g, cs] -= e1 + sign * e2
+        b *= inv_sm[None, :, None]
+        b /= np.linalg.norm(b.reshape(len(cs), -1), axis=1)[:, None, None]
+        out[:, k] = (np.einsum("kia,gia->kg", m, b) ** 2).mean(1)
+    return out
 
 
 def harmonic_carboxylate_bands(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray,
-                               intensities: np.ndarray, fmin_cm1: float = 1200.0, fmax_cm1: float = 1800.0,
-                               min_share: float = 0.3) -> dict:
-    """ν_s and ν_as from mode character: the intensity-weighted mean frequency of the modes in
-    [fmin, fmax] whose symmetric (antisymmetric) COO-stretch share is ≥ ``min_share`` and larger
-    than the other; Δν their difference; the mode counts are reported too."""
+                               fmin_cm1: float = 1200.0, fmax_cm1: float = 1800.0) -> dict:
+    """ν_s and ν_as as the spectral centres of the symmetric / antisymmetric COO-stretch coordinates:
+    Σ_k share_k ν_k / Σ_k share_k over the modes in [fmin, fmax] (:func:`coo_stretch_character`),
+    with the share of the coordinate found in that window; Δν their difference. Independent of
+    the dipole source (a property of the modes)."""
     ch = coo_stretch_character(atoms, modes)
     f = np.asarray(frequencies_cm1, float)
-    w = np.asarray(intensities, float)
     inside = (f >= fmin_cm1) & (f <= fmax_cm1)
     out = {}
     for k, name in enumerate(("nu_s", "nu_as")):
-        sel = inside & (ch[:, k] >= min_share) & (ch[:, k] > ch[:, 1 - k])
-        if not sel.any():
+        w = ch[inside, k]
+        if w.sum() <= 1e-12:
             out[name] = None
             continue
-        wt = w[sel] if w[sel].sum() > 0 else np.ones(sel.sum())
-        out[name] = {"centre_cm1": float((f[sel] * wt).sum() / wt.sum()), "n_modes": int(sel.sum()),
-                     "range_cm1": [float(f[sel].min()), float(f[sel].max())],
-                     "paper_cm1": list(SEED001_BANDS_CM1[name])}
+        out[name] = {"centre_cm1": float((f[inside] * w).sum() / w.sum()), "share_in_window": float(w.sum()),
+                     "strongest_mode_cm1": float(f[inside][w.argmax()]), "paper_cm1": list(SEED001_BANDS_CM1[name])}
     if out.get("nu_s") and out.get("nu_as"):
         out["delta_nu_cm1"] = out["nu_as"]["centre_cm1"] - out["nu_s"]["centre_cm1"]
     return out

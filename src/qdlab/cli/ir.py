@@ -199,11 +199,11 @@ def seed001_cmd(out: Path = typer.Option(Path("seed001_ir"), "--output", "-o", h
         emit_json(res)
         return
     t = Table(title=f"seed001-ir: {res['formula']} with {res['engine']} (cm⁻¹)")
-    cols = ("nu_s", "umbrella", "ch_bend", "nu_as", "delta_nu")
+    cols = ("nu_s", "umbrella", "ch_bend", "nu_as", "delta_nu", "nu_s_coordinate", "nu_as_coordinate")
     t.add_column("spectrum")
     for c in cols:
         t.add_column(c)
     t.add_row("seed 001 (paper)", *[res["paper_cm1"].get(c, "") for c in cols])
     for r in res["rows"]:
-        t.add_row(r["spectrum"], *["–" if r[c] is None else f"{r[c]:.0f}" for c in cols])
+        t.add_row(r["spectrum"], *["–" if r.get(c) is None else f"{r[c]:.0f}" for c in cols])
     console.print(t)

@@ -36,7 +36,7 @@ def plot_ir(spectra: dict, path: str | os.PathLike, *, fmin: float = 0.0, fmax: 
         ax.plot(s.frequencies_cm1[m], y / (y.max() or 1.0), lw=1.0, label=label)
     if bands is not False:
         for name, (lo, hi) in SEED001_BANDS_CM1.items():
-            if fmin <= lo <= fmax:
+            if fmin <= lo <= fmax and fmax - fmin <= 1500:  # the labels crowd on a full-range plot
                 ax.axvspan(lo - (3 if lo == hi else 0), hi + (3 if lo == hi else 0), alpha=0.12, color="grey")
                 ax.text((lo + hi) / 2, 1.02, name, ha="center", fontsize=7)
     ax.set_xlabel("wavenumber (cm⁻¹)")

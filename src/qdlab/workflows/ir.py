@@ -119,11 +119,13 @@ def run_ir_md(trajectory: str | os.PathLike, out: str | os.PathLike, settings: I
          [spec.frequencies_cm1[m], spec.intensity[m], spec.classical[m]])
     plot_ir({f"MD ({source.name})": spec}, o / "ir_md.png", fmin=s.fmin_cm1, fmax=s.fmax_cm1,
             title=f"{atoms0.get_chemical_formula()} IR from MD, resolution {spec.resolution_cm1:.1f} cm⁻¹")
+    plot_ir({f"MD ({source.name})": spec}, o / "ir_md_carboxylate.png", fmin=1200.0, fmax=1700.0,
+            title="carboxylate region, seed 001 ranges shaded")
     summary = {"settings": asdict(s)} | spec.to_dict(prominence=s.prominence, fmin_cm1=max(s.fmin_cm1, 100.0),
                                                      fmax_cm1=s.fmax_cm1)
     summary["bands"] = carboxylate_bands(spec)
     summary["binding_geometry"] = _binding(frames, s)
-    summary["files"] = [str(o / n) for n in ("ir_md.csv", "ir_md.png", "ir_md.json")]
+    summary["files"] = [str(o / n) for n in ("ir_md.csv", "ir_md.png", "ir_md_carboxylate.png", "ir_md.json")]
     write_text(o / "ir_md.json", json.dumps(summary, indent=2, default=float) + "\n")
     return summary
 
@@ -161,13 +163,16 @@ def run_ir_harmonic(phonon_folder: str | os.PathLike, out: str | os.PathLike,
     _csv(o / "ir_harmonic.csv", ["wavenumber_cm1", "intensity"], [spec.frequencies_cm1, spec.intensity])
     plot_ir({f"harmonic ({res.source})": spec}, o / "ir_harmonic.png", fmin=s.fmin_cm1, fmax=s.fmax_cm1,
             title=f"{atoms.get_chemical_formula()} harmonic IR, FWHM {s.fwhm_cm1:g} cm⁻¹")
+    plot_ir({f"harmonic ({res.source})": spec}, o / "ir_harmonic_carboxylate.png", fmin=1200.0, fmax=1700.0,
+            title="carboxylate region, seed 001 ranges shaded")
     strongest = np.argsort(res.intensities_D2_A2_amu)[::-1][:10]
     summary = {"settings": asdict(s), "n_modes": len(freqs), "source": res.source,
                "strongest_modes": [res.modes_table(-np.inf)[i] for i in sorted(strongest)],
                "peaks": [p.__dict__ for p in spec.peaks(fmin_cm1=100.0)],
                "bands": carboxylate_bands(spec),
-               "bands_by_mode_character": harmonic_carboxylate_bands(atoms, freqs, modes, res.intensities_D2_A2_amu),
-               "files": [str(o / n) for n in ("ir_modes.csv", "ir_harmonic.csv", "ir_harmonic.png", "ir_harmonic.json")]}
+               "bands_by_mode_character": harmonic_carboxylate_bands(atoms, freqs, modes),
+               "files": [str(o / n) for n in ("ir_modes.csv", "ir_harmonic.csv", "ir_harmonic.png",
+                                               "ir_harmonic_carboxylate.png", "ir_harmonic.json")]}
     write_text(o / "ir_harmonic.json", json.dumps(summary, indent=2, default=float) + "\n")
     return summary
 
