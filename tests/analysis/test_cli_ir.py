@@ -132,3 +132,25 @@ def test_train_and_parity(tmp_path):
                             "-o", str(tmp_path / "p.png"), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["n_frames"] == 30
+
+
+def test_learned_model_velocity_and_position_paths_agree(tmp_path):
+    """μ̇ by the model's Jacobian–vector product and μ(t) with ω² in frequency space give the same bands."""
+    import torch
+
+    from qdlab.analysis.ir import ir_md
+    from qdlab.engines.dipole_model import LatentChargeNet, LearnedDipole
+
+    f = _trajectory(tmp_path / "t.extxyz", n=3000)
+    torch.manual_seed(0)
+    model = LearnedDipole(LatentChargeNet(["H", "O"], n_radial=6, hidden=8))
+    kw = dict(resolution_cm1=30.0, temperature_K=300.0)
+    sv = ir_md(tmp_path / "t.extxyz", model, derivative="velocities", **kw)
+    sp = ir_md(tmp_path / "t.extxyz", model, derivative="positions", **kw)
+    pv = sv.peaks(prominence=0.02, fmin_cm1=500)
+    pp = sp.peaks(prominence=0.02, fmin_cm1=500)
+    assert len(pv) == len(pp) >= 2
+    np.testing.assert_allclose([p.position_cm1 for p in pv], [p.position_cm1 for p in pp], atol=sv.resolution_cm1)
+    np.testing.assert_allclose([p.relative_area for p in pv], [p.relative_area for p in pp], rtol=0.05)
+    for p in pv[:2]:
+        assert np.abs(f - p.position_cm1).min() <= sv.resolution_cm1
