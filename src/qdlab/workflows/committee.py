@@ -71,7 +71,7 @@ def parse_engine(text: str | dict | EngineChoice) -> EngineChoice:
         return text
     if isinstance(text, dict):
         return EngineChoice(**text)
-    m = re.fullmatch(r"\s*([\w.-]+)(?::([^@+]+))?(?:@([^+]+))?(\+d3)?\s*", str(text), re.IGNORECASE)
+    m = re.fullmatch(r"\s*([\w.-]+)(?::([\w./-]+))?(?:@([^+\s]+))?(\+d3)?\s*", str(text), re.IGNORECASE)
     if not m:
         raise QdlabError(f"engine {text!r}: write name[:model][@checkpoint][+d3], e.g. chgnet:0.2.0")
     return EngineChoice(name=m.group(1), model=m.group(2), checkpoint=m.group(3), d3=bool(m.group(4)))
