@@ -53,6 +53,7 @@ def test_single_points_equal_hand_computation(host, tmp_path):
     back = BindingResult.load(tmp_path / "binding.json")
     assert back.to_dict() == json.loads((tmp_path / "binding.json").read_text())
     assert back.binding["OAc"] == res.binding["OAc"]
+    assert back.flat()["exchange_OAc_eV"] == pytest.approx(hand - hand_ion, abs=1e-6)
 
 
 def test_relaxed_energies_are_those_of_the_saved_structures(host, tmp_path):

@@ -235,6 +235,17 @@ class BindingResult:
         """Ligands from the strongest to the weakest binding (most negative first), with robustness."""
         return ordering(self.binding)
 
+    def flat(self) -> dict[str, float]:
+        """Scalar results for a results store row: ``bind_<L>_eV``, ``bind_<L>_spread_eV``,
+        ``exchange_<L>_eV`` (+ spread) and ``bind_ion_<kind>_eV``."""
+        out: dict[str, float] = {}
+        for L in self.ligands:
+            out |= {f"bind_{L}_eV": self.binding[L].mean, f"bind_{L}_spread_eV": self.binding[L].spread,
+                    f"exchange_{L}_eV": self.exchange[L].mean, f"exchange_{L}_spread_eV": self.exchange[L].spread}
+        for k, v in self.ion_binding.items():
+            out |= {f"bind_ion_{k}_eV": v.mean, f"bind_ion_{k}_spread_eV": v.spread}
+        return out
+
     def to_dict(self) -> dict:
         return {"ligands": list(self.ligands), "members": list(self.members), "ligand_site": self.ligand_site,
                 "ion": self.ion, "site_index": self.site_index, "reference": self.reference,
