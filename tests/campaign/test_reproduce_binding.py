@@ -18,11 +18,11 @@ def test_reproduce_list_has_library_targets():
 def test_figs6_tiny_committee(tmp_path):
     from qdlab.campaign.reproduce_binding import reproduce_figs6
 
-    s = reproduce_figs6(tmp_path, size="2x2x1", host_ligands=(), ligands=("PhS", "BzO"),
+    s = reproduce_figs6(tmp_path, size="2x2x1", host_ligands=(), ligands=("PhS",),
                         committee=("chgnet:0.2.0",), quick=True)
     res = s["result"]
     assert res["members"] == ["chgnet:0.3.0", "chgnet:0.2.0"]
-    for L in ("PhS", "BzO"):  # committee statistics are those of the two members' numbers
+    for L in ("PhS",):  # committee statistics are those of the two members' numbers
         v = [res["binding_eV"][m][L] for m in res["members"]]
         assert res["binding"][L]["mean"] == pytest.approx(sum(v) / 2, abs=1e-9)
         assert res["binding"][L]["spread"] == pytest.approx(abs(v[0] - v[1]) / 2, abs=1e-9)

@@ -130,6 +130,7 @@ def _substitute(host: Atoms, kind: str, k: int, ligand, seed: int, min_distance:
     old_max = int(host.arrays["ligand_id"].max()) if "ligand_id" in host.arrays else -1
     ids[new] = old_max + 1
     out.info.update(host.info)
+    out.info["formula"] = out.get_chemical_formula()
     return out
 
 
