@@ -236,9 +236,9 @@ def reproduce(target: str, out: str | Path, *, sizes=None, engine: str = "chgnet
 
     library = _library_targets()
     if target in library:
-        res = library[target][1](out, sizes, engine, quick, passivations, log,
+        res = library[target][1](out, sizes, engine, quick, passivations, None,
                                  (lambda d, t: progress(d, t, None)) if progress else None)
-        return {"target": target, "engine": engine, "report": None, **res}
+        return {"target": target, "engine": engine, **res}
     spec = target_spec(target, out, sizes=sizes, engine=engine, quick=quick, workers=workers, scheduler=scheduler,
                        store=store, passivations=passivations)
     res = run_campaign(spec, workers=workers, scheduler=scheduler, progress=progress, log=log)

@@ -76,7 +76,7 @@ def reproduce_figs6(out: str | Path, *, engine: str = "chgnet:0.3.0", committee:
                "host_ligands": list(host_ligands), "columns": ["ligand", "E_bind (eV)", "exchange vs Br (eV)",
                                                                "per model"],
                "rows": rows, "checks": checks, "published": PUBLISHED_FIGS6, "result": res.to_dict(),
-               "plot": str(out / "binding.png")}
+               "plot": str(out / "binding.png"), "report": str(out / "summary.json")}
     write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     if log:
         for c in checks:
@@ -145,7 +145,8 @@ def reproduce_fig6(out: str | Path, *, sizes: Sequence[int] = (1,), engine: str 
                       "every atom is on the surface")
     summary = {"target": "seed000-fig6", "engine": engine, "committee": list(committee), "sizes": list(sizes),
                "columns": ["size", "system", "M1 (cm⁻¹)", "ΔM1 vs bare (cm⁻¹)", "imaginary modes (all models)"],
-               "rows": rows, "checks": checks, "published": PUBLISHED_FIG6, "data": data}
+               "rows": rows, "checks": checks, "published": PUBLISHED_FIG6, "data": data,
+               "report": str(base / "summary.json")}
     write_text(base / "summary.json", json.dumps(summary, indent=1, default=str))
     if log:
         for c in checks:
