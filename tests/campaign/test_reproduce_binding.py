@@ -29,3 +29,17 @@ def test_figs6_tiny_committee(tmp_path):
     assert any("paper: PhP > BzO > PhS" in c for c in s["checks"])
     assert json.loads((tmp_path / "seed000-figS6" / "summary.json").read_text())["rows"] == s["rows"]
     assert (tmp_path / "seed000-figS6" / "binding.png").exists()
+
+
+@pytest.mark.slow
+def test_fig6_tiny_committee(tmp_path):
+    from qdlab.campaign.reproduce_binding import reproduce_fig6
+    from qdlab.workflows.committee import CommitteePhonons
+
+    s = reproduce_fig6(tmp_path, sizes=(1,), systems=["bare", "BzO/MA"], committee=("chgnet:0.2.0",), quick=True)
+    cp = CommitteePhonons.load(tmp_path / "seed000-fig6" / "1x1x1" / "committee.json")
+    assert cp.members == ("chgnet:0.3.0", "chgnet:0.2.0") and cp.systems == ("bare", "BzO/MA")
+    sh = cp.shifts["BzO/MA"]["M1"]
+    d = [cp.member_peaks["BzO/MA"][m]["M1"] - cp.member_peaks["bare"][m]["M1"] for m in cp.members]
+    assert sh.difference.values == pytest.approx(tuple(d), abs=1e-9)
+    assert [r[1] for r in s["rows"]] == ["bare", "BzO/MA"] and any("largest M1 blueshift" in c for c in s["checks"])
