@@ -70,3 +70,17 @@ def test_parse_engine():
     assert c.checkpoint == "ft/best.pth.tar" and c.d3 and c.title == "chgnet@best.pth.tar+D3"
     with pytest.raises(QdlabError):
         parse_engine("chgnet:0.2.0 extra words")
+
+
+def test_units_cached_and_invalidated(systems, tmp_path):
+    one = {"a629": systems["a629"]}
+    cp = committee_phonons(one, [member()], tmp_path, regions=REGION)
+    unit = next(tmp_path.glob("a629__*.npz"))
+    mtime = unit.stat().st_mtime_ns
+    assert committee_phonons(one, [member()], tmp_path, regions=REGION).to_dict() == cp.to_dict()
+    assert unit.stat().st_mtime_ns == mtime  # reused
+    moved = systems["a629"].copy()
+    moved.positions[0, 0] += 0.05  # another structure under the same name: recomputed
+    cp2 = committee_phonons({"a629": moved}, [member()], tmp_path, regions=REGION)
+    assert unit.stat().st_mtime_ns != mtime
+    assert not np.allclose(cp2.frequencies_cm1["a629"]["classical"], cp.frequencies_cm1["a629"]["classical"])

@@ -160,10 +160,14 @@ def evaluate_phonon_unit(atoms: Atoms, member: EngineChoice, title: str, system:
     """One (system, member) Hessian → (frequencies cm⁻¹, modes, n_imaginary); cached in ``folder``."""
     from qdlab.workflows.phonons import phonons
 
+    from qdlab.workflows.phonons import checkpoint_key
+
     cache = _unit_path(folder, system, title, "npz")
+    key = checkpoint_key(atoms, delta, f"{member.spec()}|{method}")
     if cache.exists():
         with np.load(cache) as z:
-            return z["frequencies_cm1"], z["modes"], int(z["n_imaginary"])
+            if "key" in z.files and str(z["key"]) == key:
+                return z["frequencies_cm1"], z["modes"], int(z["n_imaginary"])
     calc = member.calculator()
     use = method
     if method == "auto":
@@ -175,7 +179,7 @@ def evaluate_phonon_unit(atoms: Atoms, member: EngineChoice, title: str, system:
                      engine_name=title)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, frequencies_cm1=ph.frequencies_cm1, modes=ph.modes, n_imaginary=ph.n_imaginary)
+    np.savez(tmp, frequencies_cm1=ph.frequencies_cm1, modes=ph.modes, n_imaginary=ph.n_imaginary, key=key)
     os.replace(tmp, cache)
     return ph.frequencies_cm1, ph.modes, ph.n_imaginary
 
