@@ -196,6 +196,20 @@ TARGETS: dict[str, Target] = {
 _SUMMARY_STEP = {"seed000-fig5": "peaks", "seed000-fig7": "rmsf", "seed004-rmsf-depth": "rmsf"}
 
 
+def _library_targets() -> dict[str, tuple[str, Callable[..., dict]]]:
+    """Targets run by a library function instead of a campaign (no campaign step for them yet)."""
+    from qdlab.campaign import reproduce_binding as rb
+
+    return {"seed000-figS6": ("PhP/BzO/PhS binding energies on the MA-capped 2×2×3 CsPbBr3 slab ± committee spread",
+                              lambda out, sizes, engine, quick, passivations, log, progress: rb.reproduce_figs6(
+                                  out, engine=engine if ":" in engine else f"{engine}:0.3.0", quick=quick, log=log,
+                                  progress=progress)),
+            "seed000-fig6": ("M1 of PhS/MA, BzO/MA, PhP/MA vs bare (50 %) ± committee spread",
+                             lambda out, sizes, engine, quick, passivations, log, progress: rb.reproduce_fig6(
+                                 out, sizes=sizes or (1,), engine=engine if ":" in engine else f"{engine}:0.3.0",
+                                 systems=(["bare", *passivations] if passivations else None), quick=quick, log=log))}
+
+
 def target_spec(target: str, out: str | Path, *, sizes=None, engine: str = "chgnet", quick: bool = False,
                 workers: int = 2, scheduler: str | None = None, store: str | None = None,
                 passivations: list[str] | None = None) -> CampaignSpec:
@@ -220,6 +234,11 @@ def reproduce(target: str, out: str | Path, *, sizes=None, engine: str = "chgnet
     of our numbers beside the published ones plus the trend checks."""
     from qdlab.report.html import write_report
 
+    library = _library_targets()
+    if target in library:
+        res = library[target][1](out, sizes, engine, quick, passivations, None,
+                                 (lambda d, t: progress(d, t, None)) if progress else None)
+        return {"target": target, "engine": engine, **res}
     spec = target_spec(target, out, sizes=sizes, engine=engine, quick=quick, workers=workers, scheduler=scheduler,
                        store=store, passivations=passivations)
     res = run_campaign(spec, workers=workers, scheduler=scheduler, progress=progress, log=log)

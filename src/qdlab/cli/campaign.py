@@ -255,6 +255,8 @@ def reproduce_cmd(target: str = typer.Argument(..., help="seed000-fig5 | seed000
     if target == "list":
         for name, t in rp.TARGETS.items():
             console.print(f"{name}: {t.description}", highlight=False)
+        for name, (desc, _) in rp._library_targets().items():
+            console.print(f"{name}: {desc}", highlight=False)
         return
     size_list = [int(x) for x in sizes.split(",")] if sizes else None
     log = None if as_json else (lambda m: console.print(m, highlight=False, markup=False))

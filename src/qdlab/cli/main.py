@@ -13,6 +13,7 @@ from pathlib import Path  # noqa: E402
 import typer  # noqa: E402
 
 from qdlab import __version__  # noqa: E402
+from qdlab.cli import binding as binding_cli  # noqa: E402
 from qdlab.cli import build as build_cli  # noqa: E402
 from qdlab.cli import campaign as campaign_cli  # noqa: E402
 from qdlab.cli.analyze import analyze_app  # noqa: E402
@@ -35,6 +36,8 @@ app.add_typer(engines_cli.app, name="engines")
 app.command("relax")(engines_cli.relax_cmd)
 app.command("single")(engines_cli.single_cmd)
 app.command("phonons")(phonons_cli.phonons_cmd)
+app.command("binding")(binding_cli.binding_cmd)
+app.command("committee")(binding_cli.committee_cmd)
 app.command("md")(md_cli.md_cmd)
 app.add_typer(ir_cli.app, name="ir")
 app.command("thermal")(ir_cli.thermal_cmd)
