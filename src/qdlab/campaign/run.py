@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 
 from qdlab.campaign.cost import TaskCost, estimate
 from qdlab.campaign.spec import CampaignSpec, Task, expand
-from qdlab.campaign.tasks import chunk_ranges, phonon_chunk, record, row_summary, run_task
+from qdlab.campaign.tasks import phonon_chunk, record, row_summary, run_task
 from qdlab.errors import QdlabError
 from qdlab.store.results import DONE, FAILED, ResultStore, redact
+from qdlab.workflows.hessian import chunk_ranges
 
 #: a phonon step is split when it has at least this many displacements (and chunk is not 0)
 SPLIT_MIN_DISPLACEMENTS = 300

@@ -50,6 +50,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from qdlab.engines.spec import EngineSpec, file_hash  # noqa: F401  (engine settings: one model, qdlab.engines)
 from qdlab.errors import QdlabError
 from qdlab.store.results import content_hash
 
@@ -59,42 +60,6 @@ TASK_SCHEMA = 1
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-# -- engines -----------------------------------------------------------------------------------
-class EngineSpec(_Model):
-    """Keyword arguments of :func:`qdlab.engines.get_calculator` (``device``: cpu | cuda | auto)."""
-
-    name: str = "chgnet"
-    model: str | None = None
-    checkpoint: str | None = None
-    device: str = "cpu"
-    d3: bool = False
-    options: dict[str, Any] = Field(default_factory=dict, description="extra engine constructor options")
-
-    def calculator_kwargs(self) -> dict:
-        """Arguments for ``get_calculator`` (one thread per worker)."""
-        return {"name": self.name, "model": self.model, "checkpoint": self.checkpoint, "device": self.device,
-                "d3": self.d3, "threads": 1, **self.options}
-
-    def identity(self) -> dict:
-        """What identifies the engine in a task key: name, model, device-independent settings and
-        the checkpoint file's content hash (a retrained model changes the key)."""
-        d = self.model_dump(exclude={"device"})
-        if self.checkpoint and Path(self.checkpoint).is_file():
-            d["checkpoint"] = file_hash(self.checkpoint)
-        return d
-
-
-def file_hash(path: str | os.PathLike, length: int = 24) -> str:
-    """SHA-256 of a file's bytes (hex, first ``length`` characters)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:length]
 
 
 # -- workflow steps ----------------------------------------------------------------------------

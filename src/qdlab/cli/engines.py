@@ -13,12 +13,21 @@ from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
 app = typer.Typer(help="Energy engines (ASE calculators).", no_args_is_help=True)
 
 ENGINE_OPT = typer.Option("chgnet", "--engine", "-e", help="chgnet | sevenn | mattersim | classical | xtb | cp2k")
-MODEL_OPT = typer.Option(None, "--model", "--method",
+MODEL_OPT = typer.Option(None, "--model",
                          help="Pretrained model (0.3.0, 7net-0, GFN2-xTB) or a file: checkpoint / LJ parameter JSON|TOML.")
 CKPT_OPT = typer.Option(None, "--checkpoint", help="Model checkpoint file (fine-tuned or MatterSim).")
 DEVICE_OPT = typer.Option("cpu", "--device", help="cpu | cuda | auto")
 THREADS_OPT = typer.Option(None, "--threads", help="Torch threads (default: leave as set by OMP_NUM_THREADS).")
 D3_OPT = typer.Option(False, "--d3", help="Add D3(BJ) dispersion (dftd3 package).")
+
+
+def engine_spec(engine: str, model: str | None = None, checkpoint: str | None = None, device: str = "cpu",
+                threads: int | None = None, d3: bool = False):
+    """The :class:`qdlab.engines.spec.EngineSpec` of the engine options (one object for the CLI,
+    the campaign and the checkpoints)."""
+    from qdlab.engines.spec import EngineSpec
+
+    return EngineSpec(name=engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
 
 
 @app.command("list")
@@ -53,12 +62,11 @@ def relax_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output"
     """Relax a structure (L-BFGS by default) with any engine; resumable from its trajectory."""
     from ase.io import read
 
-    from qdlab.engines import get_calculator
     from qdlab.store.files import write_atoms
     from qdlab.workflows.relax import relax
 
     atoms = read(structure)
-    calc = get_calculator(engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
+    calc = engine_spec(engine, model, checkpoint, device, threads, d3).calculator()
     traj = trajectory or output.with_suffix(".traj")
 
     def show(step: int, energy: float, fm: float) -> None:
@@ -90,11 +98,10 @@ def single_cmd(structure: Path, engine: str = ENGINE_OPT, model: str = MODEL_OPT
     import numpy as np
     from ase.io import read
 
-    from qdlab.engines import get_calculator
     from qdlab.errors import QdlabError
 
     atoms = read(structure)
-    calc = get_calculator(engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
+    calc = engine_spec(engine, model, checkpoint, device, threads, d3).calculator()
     atoms.calc = calc
     t0 = time.perf_counter()
     energy = float(atoms.get_potential_energy())

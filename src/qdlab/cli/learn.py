@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
-from qdlab.cli.engines import CKPT_OPT, D3_OPT, DEVICE_OPT, MODEL_OPT, THREADS_OPT
+from qdlab.cli.engines import CKPT_OPT, D3_OPT, DEVICE_OPT, MODEL_OPT, THREADS_OPT, engine_spec
 from qdlab.errors import QdlabError
 
 dataset_app = typer.Typer(help="Training data sets: collect frames, split, inspect (ASE database or extxyz).",
@@ -122,12 +122,11 @@ def label_cmd(data: Path = typer.Argument(..., help="Frames to label (dataset or
               overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh instead of resuming."),
               as_json: bool = JSON_OPT) -> None:
     """Label frames with a reference engine; rerun the same command to resume after an interruption."""
-    from qdlab.engines import get_calculator
     from qdlab.store.db import read_frames
     from qdlab.workflows.label import label
 
     frames = read_frames(str(data))
-    calc = get_calculator(engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
+    calc = engine_spec(engine, model, checkpoint, device, threads, d3).calculator()
     settings = {"engine": engine, "model": model, "checkpoint": checkpoint, "d3": d3}
     with _bar("labelling", as_json) as bar:
         task = bar.add_task("label", total=len(frames))

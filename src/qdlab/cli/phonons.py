@@ -9,7 +9,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
-from qdlab.cli.engines import CKPT_OPT, D3_OPT, DEVICE_OPT, ENGINE_OPT, MODEL_OPT, THREADS_OPT
+from qdlab.cli.engines import CKPT_OPT, D3_OPT, DEVICE_OPT, ENGINE_OPT, MODEL_OPT, THREADS_OPT, engine_spec
 
 
 def _compare(folders: list[Path], out: Path, as_json: bool) -> None:
@@ -57,6 +57,8 @@ def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | comp
 
     `qdlab phonons compare DIR1 DIR2 ... -o plot.png` overlays finished runs and tabulates M1/M2/M3.
     """
+    import warnings
+
     from ase.io import read
 
     from qdlab.errors import QdlabError
@@ -68,14 +70,14 @@ def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | comp
         raise QdlabError("give one structure file (or: qdlab phonons compare DIR1 DIR2 ... -o plot.png)")
     structure = args[0]
 
-    from qdlab.engines import get_calculator
     from qdlab.store.files import write_atoms
     from qdlab.workflows.phonon_io import write_phonon_outputs
     from qdlab.workflows.phonons import phonons
     from qdlab.workflows.relax import relax
 
     atoms = read(structure)
-    calc = get_calculator(engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
+    spec = engine_spec(engine, model, checkpoint, device, threads, d3)
+    calc = spec.calculator()
     out.mkdir(parents=True, exist_ok=True)
     if relax_first:
         res = relax(atoms, calc, fmax=fmax, steps=relax_steps, trajectory=out / "relax.traj")
@@ -85,13 +87,15 @@ def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | comp
         atoms.constraints = []
         write_atoms(out / "relaxed.extxyz", atoms)
     with Progress(TextColumn("Hessian"), BarColumn(), TextColumn("{task.completed}/{task.total} displacements"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=as_json) as bar:
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=as_json) as bar, \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         task = bar.add_task("fd", total=6 * len(atoms))
-        spec = {"name": engine, "model": model, "checkpoint": checkpoint, "device": device, "d3": d3}
         result = phonons(atoms, calc, delta, method=method, batch_size=batch, checkpoint=out / "hessian.ckpt",
-                         engine_name=f"{engine}:{model}:{checkpoint}:{d3}", workers=workers,
-                         engine_spec=spec if workers > 1 else None,
+                         workers=workers, engine_spec=spec,
                          progress=lambda d, t: bar.update(task, completed=d, total=t))
+    for w in caught:  # damaged checkpoint records, imaginary modes: one line each
+        console.print(f"warning: {w.message}", highlight=False)
     summary = write_phonon_outputs(atoms, result, out, sigma_cm1=sigma)
     summary = {k: v for k, v in summary.items() if k not in ("dos", "peaks")} | {"out": str(out)}
     if as_json:

@@ -36,6 +36,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 
 from qdlab.analysis.parity import ensure_cell, evaluate
+from qdlab.engines.protocols import compute_forces
 from qdlab.errors import QdlabError
 from qdlab.store.db import frame_key, has_labels, provenance, read_frames, split_indices, write_frames
 from qdlab.store.files import write_text
@@ -128,19 +129,8 @@ def max_force_deviation(forces: np.ndarray) -> np.ndarray:
 
 
 def committee_forces(calcs: Sequence[Calculator], frames: Sequence[Atoms]) -> np.ndarray:
-    """Forces (models, frames, atoms, 3) in eV/Å; engines with ``get_forces_batch`` are batched."""
-    out = []
-    for calc in calcs:
-        if hasattr(calc, "get_forces_batch"):
-            out.append(np.stack(calc.get_forces_batch([a.copy() for a in frames])))
-            continue
-        per = []
-        for a in frames:
-            b = a.copy()
-            b.calc = calc
-            per.append(np.array(b.get_forces(), float))
-        out.append(np.stack(per))
-    return np.stack(out)
+    """Forces (models, frames, atoms, 3) in eV/Å; engines with batched forces get all frames in one batch."""
+    return np.stack([np.stack(compute_forces(calc, frames, batch_size=max(1, len(frames)))) for calc in calcs])
 
 
 def _write_json(path: Path, obj: dict) -> None:

@@ -148,7 +148,7 @@ def write_phonon_outputs(atoms: Atoms, result: PhononResult, folder: str | os.Pa
         "lowest_cm1": float(result.frequencies_cm1.min()), "highest_cm1": float(result.frequencies_cm1.max()),
         "peaks_cm1": {k: round(p.centre_cm1, 3) for k, p in peaks.items()},
         "seconds": round(result.seconds, 3), "seconds_in_engine": round(result.seconds_in_engine, 3),
-        "method": result.method, **failed,
+        "method": result.method, "displacements_reused": result.displacements_reused, **failed,
     }
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary | {"dos": dos, "peaks": peaks}
