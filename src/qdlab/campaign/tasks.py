@@ -117,15 +117,11 @@ def input_structure(task: dict, parent: dict | None, files: str) -> Atoms:
 # -- workflows ---------------------------------------------------------------------------------
 def _relax(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:
     from qdlab.store.files import write_atoms
-    from qdlab.workflows.relax import relax
+    from qdlab.workflows.relax import RelaxSettings, run_relax
 
-    s = task["settings"]
+    settings = RelaxSettings.model_validate({"seed": int(task["recipe"].get("seed", 0))} | task["settings"])
     atoms = input_structure(task, parent, files)
-    if s["rattle_A"] > 0:
-        rng = np.random.default_rng(int(task["recipe"].get("seed", 0)))
-        atoms.positions += rng.normal(0.0, s["rattle_A"], atoms.positions.shape)
-    res = relax(atoms, calculator(task["engine"]), optimizer=s["optimizer"], fmax=s["fmax"], steps=s["steps"],
-                fix=s.get("fix"), trajectory=out / "relax.traj")
+    res = run_relax(atoms, calculator(task["engine"]), settings, trajectory=out / "relax.traj")
     relaxed = res.atoms
     relaxed.constraints = []
     write_atoms(out / "relaxed.extxyz", relaxed)

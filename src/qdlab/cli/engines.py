@@ -48,13 +48,26 @@ def list_(as_json: bool = JSON_OPT) -> None:
     Console().print(table)
 
 
+def _relax_default(name: str):
+    from qdlab.workflows.relax import RelaxSettings
+
+    return RelaxSettings.model_fields[name].default
+
+
+FMAX_OPT = typer.Option(_relax_default("fmax"), "--fmax", help="Force convergence, eV/Å.")
+RATTLE_OPT = typer.Option(_relax_default("rattle_A"), "--rattle",
+                          help="Seeded Gaussian displacement before relaxing, Å (0: none; as the campaign's relax step).")
+SEED_OPT = typer.Option(0, "--seed", help="Seed of the rattle.")
+
+
 @guarded
 def relax_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output", help="Relaxed structure (extxyz)."),
               engine: str = ENGINE_OPT, model: str = MODEL_OPT, checkpoint: str = CKPT_OPT, device: str = DEVICE_OPT,
               threads: int = THREADS_OPT, d3: bool = D3_OPT,
-              optimizer: str = typer.Option("lbfgs", "--optimizer", help="lbfgs | fire | bfgs"),
-              fmax: float = typer.Option(0.05, "--fmax", help="Force convergence, eV/Å."),
-              steps: int = typer.Option(500, "--steps", help="Maximum optimizer steps."),
+              optimizer: str = typer.Option(_relax_default("optimizer"), "--optimizer", help="lbfgs | fire | bfgs"),
+              fmax: float = FMAX_OPT,
+              steps: int = typer.Option(_relax_default("steps"), "--steps", help="Maximum optimizer steps."),
+              rattle: float = RATTLE_OPT, seed: int = SEED_OPT,
               fix: str = typer.Option(None, "--fix", help="Freeze a selection, e.g. 'depth>=2', 'role=B'."),
               trajectory: Path = typer.Option(None, "--trajectory", help="ASE .traj written each step (restart point)."),
               restart: bool = typer.Option(True, "--restart/--no-restart", help="Resume from the trajectory's last frame."),
@@ -63,8 +76,9 @@ def relax_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output"
     from ase.io import read
 
     from qdlab.store.files import write_atoms
-    from qdlab.workflows.relax import relax
+    from qdlab.workflows.relax import RelaxSettings, run_relax
 
+    settings = RelaxSettings(optimizer=optimizer, fmax=fmax, steps=steps, rattle_A=rattle, seed=seed, fix=fix)
     atoms = read(structure)
     calc = engine_spec(engine, model, checkpoint, device, threads, d3).calculator()
     traj = trajectory or output.with_suffix(".traj")
@@ -73,12 +87,11 @@ def relax_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output"
         if not as_json:
             console.print(f"step {step:5d}  E = {energy:.6f} eV  fmax = {fm:.4f} eV/Å", highlight=False)
 
-    res = relax(atoms, calc, optimizer=optimizer, fmax=fmax, steps=steps, fix=fix, trajectory=traj,
-                restart=restart, callback=show)
+    res = run_relax(atoms, calc, settings, trajectory=traj, restart=restart, callback=show)
     write_atoms(output, res.atoms)
     info = {"output": str(output), "trajectory": str(traj), "converged": res.converged, "steps": res.steps,
             "energy_eV": res.energy_eV, "fmax_eV_A": res.fmax_eV_A, "n_fixed": res.n_fixed,
-            "restarted_from_step": res.restarted_from_step, "engine": engine}
+            "restarted_from_step": res.restarted_from_step, "engine": engine, "rattle_A": rattle, "seed": seed}
     if as_json:
         emit_json(info)
     else:

@@ -19,10 +19,12 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
+from pydantic import BaseModel, ConfigDict, Field
 
 from qdlab.engines.protocols import AnalyticHessian
 from qdlab.engines.spec import EngineSpec, as_engine_spec
@@ -48,6 +50,20 @@ def eigenvalue_to_cm1(lam: np.ndarray) -> np.ndarray:
     """Dynamical-matrix eigenvalues (eV/Å²/amu) → wavenumbers (cm⁻¹), negative for λ < 0."""
     lam = np.asarray(lam, float)
     return np.sign(lam) * np.sqrt(np.abs(lam) * _OMEGA2) * _CM1
+
+
+class PhononSettings(BaseModel):
+    """Settings of the phonon workflow, shared by ``qdlab phonons``, the API and the campaign's
+    phonons step (bounds here only): ``delta`` finite-difference displacement (Å), ``method`` fd |
+    analytic, ``batch`` displacements per engine call (batched engines), ``sigma_cm1`` Gaussian
+    smearing of the DOS (cm⁻¹)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delta: float = Field(0.01, gt=0, description="finite-difference displacement, Å")
+    method: Literal["fd", "analytic"] = "fd"
+    batch: int | None = Field(None, ge=1, description="displacements per engine call (batched engines)")
+    sigma_cm1: float = Field(3.0, gt=0, description="Gaussian smearing of the DOS, cm⁻¹")
 
 
 @dataclass(frozen=True)
