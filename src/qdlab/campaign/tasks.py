@@ -195,17 +195,14 @@ def _phonons(task: dict, parent: dict | None, files: str, out: Path, chunks: lis
 def _peaks(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:
     from ase.io import read
 
-    from qdlab.analysis.dos import CSPBBR3_REGIONS, label_selections, mode_peaks, phonon_dos
-    from qdlab.workflows.phonon_io import save_dos_csv, save_peaks
+    from qdlab.workflows.phonon_io import dos_and_peaks, save_dos_csv, save_peaks
+    from qdlab.workflows.phonons import PhononResult
 
     s = task["settings"]
     atoms = read(_parent_file(parent, files, "structure"), format="extxyz")
-    with np.load(_parent_file(parent, files, "phonons")) as z:
-        freqs, modes = z["frequencies_cm1"], z["modes"]
-    sel = label_selections(atoms, "role" if "role" in atoms.arrays else "element")
-    dos = phonon_dos(freqs, modes, sel, sigma_cm1=s["sigma_cm1"])
-    missing: dict[str, str] = {}
-    peaks = mode_peaks(dos, s.get("regions") or CSPBBR3_REGIONS, missing=missing)
+    ph = PhononResult.load(_parent_file(parent, files, "phonons"))
+    dos, peaks, missing = dos_and_peaks(atoms, ph.frequencies_cm1, ph.modes, sigma_cm1=s["sigma_cm1"],
+                                        regions=s.get("regions"))
     save_dos_csv(dos, out / "dos.csv", out / "pdos.csv")
     save_peaks(peaks, out / "peaks.json", out / "peaks.csv")
     results: dict[str, Any] = {f"{k}_cm1": p.centre_cm1 for k, p in peaks.items()}
@@ -240,14 +237,13 @@ def _rmsf(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms
     s = task["settings"]
     frames = read_frames(_parent_file(parent, files, "trajectory"))
     r = rmsf(frames, align=s["align"], skip_ps=s["skip_ps"] or None, bin_width=s["bin_width_A"])
-    depth = r.depth if r.depth is not None else np.full(len(r.rmsf_A), -2)
-    np.savez_compressed(out / "rmsf.npz", rmsf_A=r.rmsf_A, symbols=np.asarray(r.symbols, str), depth=depth)
+    r.save(out)
     results: dict[str, Any] = {"n_frames": r.n_frames}
     for el, st in r.by_element.items():
         results[f"rmsf_{el}_mean_A"] = st.mean_A
         results[f"rmsf_{el}_std_A"] = st.std_A
     results["rmsf_by_depth_A"] = {el: {str(d): st.mean_A for d, st in v.items()} for el, v in r.by_depth.items()}
-    return frames[-1], results, {"rmsf": rel(files, out / "rmsf.npz")}
+    return frames[-1], results, {"rmsf": rel(files, out / "rmsf.csv"), "rmsf_summary": rel(files, out / "rmsf.json")}
 
 
 def _rdf(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:

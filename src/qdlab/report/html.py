@@ -128,6 +128,7 @@ def peak_points(rows: list[TaskRow]) -> dict[tuple, list[dict]]:
 def write_report(store: ResultStore, output: str | os.PathLike, *, campaign: str | None = None,
                  title: str | None = None, extra_sections: list[str] | None = None) -> dict:
     """Write the HTML report of ``store`` to ``output``; returns counts (rows, figures, sections)."""
+    from qdlab.analysis.rmsf import load_rmsf_table
     from qdlab.report.campaign_plots import (
         plot_dos_by_size,
         plot_parity,
@@ -211,10 +212,9 @@ def write_report(store: ResultStore, output: str | os.PathLike, *, campaign: str
             elements: dict[tuple, str] = {}
             for r in sorted(rm, key=lambda r: (str(r.kvp.get("size")), str(r.kvp.get("passivation")))):
                 p = store.path(r.files["rmsf"])
-                if not p.is_file():
+                if not p.is_file() or p.suffix != ".csv":  # missing, or written before rmsf.csv
                     continue
-                with np.load(p) as z:
-                    rho, sym = z["rmsf_A"], z["symbols"].astype(str)
+                rho, sym, _ = load_rmsf_table(p)
                 comp = str(r.kvp.get("composition"))
                 el = "Pb" if "Pb" in sym else sym[0]
                 try:

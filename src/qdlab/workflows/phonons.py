@@ -91,6 +91,44 @@ class PhononResult:
     def n_modes(self) -> int:
         return len(self.frequencies_cm1)
 
+    def to_dict(self) -> dict:
+        """Scalars of the result (JSON-ready; the arrays are in :meth:`save`'s NPZ)."""
+        f = self.frequencies_cm1
+        return {"n_modes": self.n_modes, "n_rigid_projected": self.n_rigid, "n_imaginary": self.n_imaginary,
+                "lowest_cm1": float(f.min()) if len(f) else None, "highest_cm1": float(f.max()) if len(f) else None,
+                "method": self.method, "seconds": self.seconds, "seconds_in_engine": self.seconds_in_engine,
+                "displacements_reused": self.displacements_reused}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """All arrays (frequencies, modes, force constants, masses) and scalars in one NPZ (atomic)."""
+        from qdlab.store.files import atomic_path
+
+        final = Path(path)
+        with atomic_path(final) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, frequencies_cm1=self.frequencies_cm1, modes=self.modes,
+                                    force_constants_eV_A2=self.force_constants_eV_A2, masses_amu=self.masses_amu,
+                                    n_rigid=self.n_rigid, method=self.method, n_imaginary=self.n_imaginary,
+                                    seconds=self.seconds, seconds_in_engine=self.seconds_in_engine,
+                                    displacements_reused=self.displacements_reused)
+        return final
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PhononResult:
+        """A result saved by :meth:`save` (older files without timings read them as 0)."""
+        p = Path(path)
+        if not p.is_file():
+            raise QdlabError(f"phonon result {p} not found")
+        with np.load(p) as z:
+            scalar = {k: z[k].item() for k in ("n_imaginary", "seconds", "seconds_in_engine", "displacements_reused")
+                      if k in z.files}
+            return cls(frequencies_cm1=z["frequencies_cm1"], modes=z["modes"],
+                       force_constants_eV_A2=z["force_constants_eV_A2"], masses_amu=z["masses_amu"],
+                       n_rigid=int(z["n_rigid"]), n_imaginary=int(scalar.get("n_imaginary", 0)),
+                       method=str(z["method"]), seconds=float(scalar.get("seconds", 0.0)),
+                       seconds_in_engine=float(scalar.get("seconds_in_engine", 0.0)),
+                       displacements_reused=int(scalar.get("displacements_reused", 0)))
+
 
 def force_constants(atoms: Atoms, calc: Calculator | None, delta: float = 0.01, *,
                     checkpoint: str | os.PathLike | None = None, batch_size: int | None = None,
