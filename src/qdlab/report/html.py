@@ -128,13 +128,10 @@ def peak_points(rows: list[TaskRow]) -> dict[tuple, list[dict]]:
 def write_report(store: ResultStore, output: str | os.PathLike, *, campaign: str | None = None,
                  title: str | None = None, extra_sections: list[str] | None = None) -> dict:
     """Write the HTML report of ``store`` to ``output``; returns counts (rows, figures, sections)."""
+    from qdlab.analysis.parity import load_parity_arrays
     from qdlab.analysis.rmsf import load_rmsf_table
-    from qdlab.report.campaign_plots import (
-        plot_dos_by_size,
-        plot_parity,
-        plot_peaks_vs_size,
-        plot_rmsf_distributions,
-    )
+    from qdlab.report.campaign_plots import plot_dos_by_size, plot_peaks_vs_size, plot_rmsf_distributions
+    from qdlab.report.parity_plots import plot_parity
 
     rows = collect(store, campaign)
     sections: list[str] = []
@@ -255,10 +252,8 @@ def write_report(store: ResultStore, output: str | os.PathLike, *, campaign: str
                 p = store.path(r.files["parity"])
                 if not p.is_file():
                     continue
-                with np.load(p) as z:
-                    path = plot_parity(z["energy_ref_eV_atom"], z["energy_pred_eV_atom"], z["forces_ref_eV_A"],
-                                       z["forces_pred_eV_A"], fig("parity"),
-                                       title=f"{r.kvp.get('step')}: {r.kvp.get('engine')} vs reference")
+                res = load_parity_arrays(p, label=str(r.kvp.get("engine")))
+                path = plot_parity([res], fig("parity"), title=f"{r.kvp.get('step')}: {r.kvp.get('engine')} vs reference")
                 parts.append(figure_html(path, f"{r.kvp.get('step')}: {r.kvp.get('engine')} against "
                                         f"{r.data.get('results', {}).get('reference', 'reference')}"))
             sections.append("".join(parts))

@@ -22,6 +22,7 @@ from ase.io import Trajectory
 from ase.optimize import BFGS, FIRE, LBFGS
 from pydantic import BaseModel, ConfigDict, Field
 
+from qdlab.build.rattle import gaussian_rattle
 from qdlab.build.select import select
 from qdlab.errors import QdlabError
 from qdlab.store.files import read_complete_frames
@@ -49,22 +50,13 @@ class RelaxSettings(BaseModel):
     fix: str | None = None
 
 
-def rattled(atoms: Atoms, rattle_A: float, seed: int | None) -> Atoms:
-    """A copy of ``atoms`` with seeded Gaussian displacements of standard deviation ``rattle_A`` Å."""
-    out = atoms.copy()
-    if rattle_A > 0:
-        rng = np.random.default_rng(int(seed or 0))
-        out.positions += rng.normal(0.0, rattle_A, out.positions.shape)
-    return out
-
-
 def run_relax(atoms: Atoms, calc: Calculator, settings: RelaxSettings | None = None, *,
               trajectory: str | os.PathLike | None = None, restart: bool = True,
               callback: Callable[[int, float, float], None] | None = None) -> RelaxResult:
     """The relax workflow: rattle (seeded) then :func:`relax` with ``settings``; the same call from
     the CLI, the API and the campaign."""
     s = settings or RelaxSettings()
-    return relax(rattled(atoms, s.rattle_A, s.seed), calc, optimizer=s.optimizer, fmax=s.fmax, steps=s.steps,
+    return relax(gaussian_rattle(atoms, s.rattle_A, s.seed), calc, optimizer=s.optimizer, fmax=s.fmax, steps=s.steps,
                  fix=s.fix, trajectory=trajectory, restart=restart, callback=callback)
 
 
