@@ -22,8 +22,8 @@ analyze_app = typer.Typer(help="Trajectory analyses: RDF, ADF, RMSF, vibrational
                           no_args_is_help=True)
 
 TRAJ_ARG = typer.Argument(..., help="Trajectory file (ASE .traj, extended XYZ, anything ase.io.read reads).")
-OUT_OPT = typer.Option(Path("analysis_out"), "--out", "-o", help="Output folder.")
-SKIP_OPT = typer.Option(None, "--skip", help="Discard the first PS picoseconds (needs info['time_fs'] in the frames).")
+OUT_OPT = typer.Option(Path("analysis_out"), "--output", "-o", help="Output folder.")
+SKIP_OPT = typer.Option(None, "--skip-ps", help="Discard the first PS picoseconds, ps (needs info['time_fs'] in the frames).")
 SKIP_FRAMES_OPT = typer.Option(0, "--skip-frames", help="Discard the first N frames.")
 STRIDE_OPT = typer.Option(1, "--stride", help="Keep every K-th frame after the skip.")
 LABELS_OPT = typer.Option(None, "--labels", help="Model file (extended XYZ) with the per-atom labels, for .traj input.")

@@ -179,7 +179,7 @@ def fit_cmd(spectra: Path = typer.Argument(..., help="Tidy table or Gen5 export.
 @pl_app.command("plot")
 @guarded
 def plot_cmd(fits_file: Path = typer.Argument(..., help="Results table from `qdlab pl fit`."),
-             out: Path = typer.Option(Path("pl_plots"), "--out", help="Output folder."),
+             out: Path = typer.Option(Path("pl_plots"), "--output", "-o", help="Output folder."),
              spectra: Path = typer.Option(None, "--spectra", help="Tidy table or export, for the heatmaps."),
              wellmap: Path = WELLMAP_OPT,
              pair: str = typer.Option(None, "--pair", help="Only this ligand pair in the ratio map."),
@@ -256,7 +256,7 @@ def models_cmd(table: Path = typer.Argument(..., help="Synthesis table (CSV/Parq
                models: list[str] = typer.Option([], "--model", help="linear, random_forest, svr, mlp, gradient_boosting; repeatable."),
                seed: int = typer.Option(0, "--seed"), cv: int = typer.Option(5, "--cv", help="Cross-validation folds."),
                n_estimators: int = typer.Option(200, "--n-estimators"),
-               out: Path = typer.Option(Path("models_out"), "--out", help="Output folder."),
+               out: Path = typer.Option(Path("models_out"), "--output", "-o", help="Output folder."),
                as_json: bool = JSON_OPT) -> None:
     """Fit the regression models (seeded 80/20 split + CV), write the RMSE table, SHAP ranking and beeswarm."""
     import pandas as pd

@@ -56,7 +56,7 @@ def _summary_table(summary, title: str) -> Table:
 def collect_cmd(sources: list[Path] = typer.Argument(..., help="Trajectories, rattled structures, MD snapshots, datasets."),
                 out: Path = typer.Option(..., "-o", "--output", help="Dataset: .db (ASE SQLite), a database URL, or .extxyz."),
                 every: int = typer.Option(1, "--every", help="Keep every n-th frame of each source."),
-                engine: str = typer.Option(None, "--engine", help="Who computed labels found in the sources (provenance)."),
+                engine: str = typer.Option(None, "--labelled-by", help="Engine that computed the labels found in the sources (provenance)."),
                 drop_labels: bool = typer.Option(False, "--drop-labels", help="Forget energies/forces found in the sources."),
                 dedup_tol: float = typer.Option(1e-4, "--dedup-tol",
                                                 help="Duplicates: every coordinate within this, Å (< 0: keep all)."),

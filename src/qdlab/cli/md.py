@@ -24,7 +24,7 @@ def _temperatures(text: str) -> list[float]:
 
 @guarded
 def md_cmd(structure: Path,
-           out: Path = typer.Option(Path("md.extxyz"), "--out", "-o",
+           out: Path = typer.Option(Path("md.extxyz"), "--output", "-o",
                                     help="Trajectory (.extxyz keeps labels, or .traj); a folder for a temperature series."),
            engine: str = ENGINE_OPT, model: str = MODEL_OPT, checkpoint: str = CKPT_OPT,
            device: str = DEVICE_OPT, threads: int = THREADS_OPT, d3: bool = D3_OPT,

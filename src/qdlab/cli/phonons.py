@@ -57,7 +57,7 @@ def _default(name: str):
 @guarded
 def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | compare DIR...",
                                                   help="A structure file, or `compare` and phonons output folders."),
-                out: Path = typer.Option(Path("phonons_out"), "--out", "-o",
+                out: Path = typer.Option(Path("phonons_out"), "--output", "-o",
                                          help="Output folder (compare: the PNG plot)."),
                 engine: str = ENGINE_OPT, model: str = MODEL_OPT, checkpoint: str = CKPT_OPT,
                 device: str = DEVICE_OPT, threads: int = THREADS_OPT, d3: bool = D3_OPT,
