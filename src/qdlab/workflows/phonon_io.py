@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from qdlab.analysis.dos import DOS, Peak
+from qdlab.analysis.dos import DOS, Peak, load_dos_csv, save_dos_csv  # noqa: F401  (re-exported)
 from qdlab.store.files import atomic_path, write_text
 from qdlab.workflows.phonons import PhononResult
 
@@ -31,37 +31,6 @@ def dos_and_peaks(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray, 
     missing: dict[str, str] = {}
     peaks = mode_peaks(dos, regions, missing=missing)
     return dos, peaks, missing
-
-
-def save_dos_csv(dos: DOS, path: str | os.PathLike, pdos_path: str | os.PathLike | None = None) -> Path:
-    """Total DOS (``wavenumber_cm1,total``) to ``path`` and partial DOS columns to ``pdos_path``
-    (modes per cm⁻¹); without ``pdos_path`` the partials go into the same file."""
-    def table(cols: dict) -> str:
-        body = np.column_stack(list(cols.values()))
-        return "\n".join([",".join(cols)] + [",".join(f"{v:.8g}" for v in row) for row in body]) + "\n"
-
-    grid = {"wavenumber_cm1": dos.grid_cm1}
-    if pdos_path is None:
-        return write_text(path, table(grid | {"total": dos.total, **dos.partial}))
-    write_text(pdos_path, table(grid | dict(dos.partial)))
-    return write_text(path, table(grid | {"total": dos.total}))
-
-
-def load_dos_csv(folder: str | os.PathLike) -> DOS:
-    """Read ``dos.csv`` (+ ``pdos.csv`` if present) of a phonon output folder."""
-    from qdlab.errors import QdlabError
-
-    folder = Path(folder)
-    if not (folder / "dos.csv").is_file():
-        raise QdlabError(f"{folder} has no dos.csv (not a `qdlab phonons` output folder)")
-    data = np.genfromtxt(folder / "dos.csv", delimiter=",", names=True)
-    partial = {}
-    if (folder / "pdos.csv").is_file():
-        p = np.genfromtxt(folder / "pdos.csv", delimiter=",", names=True)
-        with open(folder / "pdos.csv") as fh:
-            names = fh.readline().strip().split(",")[1:]
-        partial = {n: np.asarray(p[p.dtype.names[i + 1]]) for i, n in enumerate(names)}
-    return DOS(grid_cm1=np.asarray(data["wavenumber_cm1"]), total=np.asarray(data["total"]), partial=partial)
 
 
 def load_peaks(folder: str | os.PathLike) -> dict[str, Peak]:
