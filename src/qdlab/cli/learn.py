@@ -280,24 +280,22 @@ def _initial_labels(start_atoms: list, rattle_count: int, seed: int, ref_calc, r
     return read_frames(out / "initial.db", labelled=True)
 
 
+#: one console line per phase of a learning iteration: event → (iteration, info) → text
+_LEARN_LINES = {
+    "train": lambda k, i: f"iteration {k}: training member {i['member']} on {i['n_train']} frames ({i['n_val']} val)",
+    "trained": lambda k, i: (f"iteration {k}: val energy MAE {1000 * i['val_energy_mae_eV_atom']:.2f} meV/atom, "
+                             f"force RMSE {i['val_force_rmse_eV_A']:.4f} eV/Å"),
+    "explored": lambda k, i: (f"iteration {k}: MD {'stable' if i['stable'] else 'UNSTABLE'}; frames accurate "
+                              f"{i['accurate']}, candidates {i['candidate']}, failed {i['failed']}"),
+    "labelled": lambda k, i: f"iteration {k}: labelled {i['n_labelled']} ({i['n_failed']} failed), added {i['n_added']}",
+}
+
+
 def _learn_progress(as_json: bool):
-    """One console line per phase of a learning iteration (nothing with --json)."""
+    """Print :data:`_LEARN_LINES` as the phases finish (nothing with --json)."""
     def show(event: str, info: dict) -> None:
-        if as_json:
-            return
-        k = info.get("iteration")
-        if event == "train":
-            console.print(f"iteration {k}: training member {info['member']} on {info['n_train']} frames "
-                          f"({info['n_val']} val)", highlight=False)
-        elif event == "trained":
-            console.print(f"iteration {k}: val energy MAE {1000 * info['val_energy_mae_eV_atom']:.2f} meV/atom, "
-                          f"force RMSE {info['val_force_rmse_eV_A']:.4f} eV/Å", highlight=False)
-        elif event == "explored":
-            console.print(f"iteration {k}: MD {'stable' if info['stable'] else 'UNSTABLE'}; frames accurate "
-                          f"{info['accurate']}, candidates {info['candidate']}, failed {info['failed']}", highlight=False)
-        elif event == "labelled":
-            console.print(f"iteration {k}: labelled {info['n_labelled']} ({info['n_failed']} failed), "
-                          f"added {info['n_added']}", highlight=False)
+        if not as_json and event in _LEARN_LINES:
+            console.print(_LEARN_LINES[event](info.get("iteration"), info), highlight=False)
 
     return show
 

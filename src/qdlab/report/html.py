@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from qdlab import __version__
+from qdlab.analysis.dos import load_dos_csv
+from qdlab.analysis.parity import load_parity_arrays
+from qdlab.analysis.rmsf import load_rmsf_table
 from qdlab.store.files import write_text
 from qdlab.store.results import DONE, FAILED, ResultStore, TaskRow, redact
 
@@ -174,7 +177,6 @@ def _section_peaks(rows: list[TaskRow], fig: _Figures) -> str | None:
 
 def _section_dos(rows: list[TaskRow], store: ResultStore, fig: _Figures) -> str | None:
     from qdlab.report.campaign_plots import plot_dos_by_size
-    from qdlab.analysis.dos import load_dos_csv
 
     ph = _done(rows, "phonons", "dos")
     if not ph:
@@ -222,7 +224,6 @@ def _rmsf_element(composition: str, symbols: np.ndarray) -> str:
 
 
 def _section_rmsf(rows: list[TaskRow], store: ResultStore, fig: _Figures) -> str | None:
-    from qdlab.analysis.rmsf import load_rmsf_table
     from qdlab.report.campaign_plots import plot_rmsf_distributions
 
     rm = _done(rows, "rmsf", "rmsf")
@@ -264,7 +265,6 @@ def _section_md(rows: list[TaskRow]) -> str | None:
 
 
 def _section_parity(rows: list[TaskRow], store: ResultStore, fig: _Figures) -> str | None:
-    from qdlab.analysis.parity import load_parity_arrays
     from qdlab.report.parity_plots import plot_parity
 
     par = _done(rows, "parity", "parity")

@@ -17,17 +17,8 @@ from ase.data import chemical_symbols
 
 from qdlab.analysis.parity import predict
 from qdlab.errors import QdlabError
-from qdlab.workflows.finetune import (
-    BEST_NAME,
-    RESUME_NAME,
-    FinetuneSettings,
-    _EpochSampler,
-    _end_of_epoch,
-    _residual_shift,
-    _symbols_shift,
-    _torch_save_atomic,
-    _write_state,
-)
+from qdlab.workflows import finetune as ft
+from qdlab.workflows.finetune import FinetuneSettings
 
 
 def _load_base(s: FinetuneSettings, quiet) -> tuple:
@@ -67,7 +58,7 @@ def _restore_or_refit(model, cfg: dict, folder: Path, s: FinetuneSettings, state
 
     from qdlab.engines import get_calculator
 
-    resume_file = folder / RESUME_NAME["sevenn"]
+    resume_file = folder / ft.RESUME_NAME["sevenn"]
     ckpt = torch.load(resume_file, map_location="cpu", weights_only=False) if (
         resume_file.exists() and state["epochs_done"] > 0) else None
     if ckpt is not None:
@@ -79,7 +70,7 @@ def _restore_or_refit(model, cfg: dict, folder: Path, s: FinetuneSettings, state
         base = s.base_model()
         with quiet():
             pred, _ = predict(get_calculator("sevenn", model=base, device=s.device), train, forces=False)
-        shift = _residual_shift(pred, train)
+        shift = ft._residual_shift(pred, train)
         type_map = cfg[KEY.TYPE_MAP]
         missing = sorted(chemical_symbols[z] for z in shift if z not in type_map)
         if missing:
@@ -91,7 +82,7 @@ def _restore_or_refit(model, cfg: dict, folder: Path, s: FinetuneSettings, state
             else:
                 for z, d in shift.items():
                     vec[type_map[z]] += d
-        state["energy_shift_eV"] = _symbols_shift(shift)
+        state["energy_shift_eV"] = ft._symbols_shift(shift)
         state["history"], state["epochs_done"] = [], 0
     return ckpt
 
@@ -126,7 +117,7 @@ def _trainer(model, cfg: dict, s: FinetuneSettings, train: list[Atoms], val: lis
     if ckpt is not None:
         trainer.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
         trainer.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
-    sampler = _EpochSampler(len(graphs_train), s.seed, resumed)
+    sampler = ft._EpochSampler(len(graphs_train), s.seed, resumed)
     train_loader = DataLoader(graphs_train, batch_size=s.batch_size, sampler=sampler)
     val_loader = DataLoader(graphs_val, batch_size=s.batch_size, shuffle=False)
     rec_train = ErrorRecorder.from_config(train_cfg, trainer.loss_functions)
@@ -164,7 +155,7 @@ def finetune_sevenn(train: list[Atoms], val: list[Atoms], folder: Path, s: Finet
     model, cfg = _load_base(s, quiet)
     ckpt = _restore_or_refit(model, cfg, folder, s, state, train, quiet)
     resumed = int(state["epochs_done"])
-    best_file, resume_file = folder / BEST_NAME["sevenn"], folder / RESUME_NAME["sevenn"]
+    best_file, resume_file = folder / ft.BEST_NAME["sevenn"], folder / ft.RESUME_NAME["sevenn"]
 
     def save(path: Path, extra: dict, trainer=None) -> None:
         if trainer is not None:
@@ -172,12 +163,12 @@ def finetune_sevenn(train: list[Atoms], val: list[Atoms], folder: Path, s: Finet
         else:
             cp_dict = {"model_state_dict": model.state_dict(), "optimizer_state_dict": None,
                        "scheduler_state_dict": None}
-        _torch_save_atomic(cp_dict | {"config": cfg, "epoch": state["epochs_done"]} | extra, path)
+        ft._torch_save_atomic(cp_dict | {"config": cfg, "epoch": state["epochs_done"]} | extra, path)
 
     if s.epochs == 0:
         save(best_file, {"qdlab": {"energy_shift_eV": state.get("energy_shift_eV", {})}})
         state.update(finished=True)
-        _write_state(folder, state)
+        ft._write_state(folder, state)
         return resumed, False
     trainer, train_loader, val_loader, rec_train, rec_val = _trainer(model, cfg, s, train, val, resumed, ckpt, quiet)
     best_val = min((r["val_force_mae_eV_A"] for r in state["history"]), default=float("inf"))
@@ -190,9 +181,9 @@ def finetune_sevenn(train: list[Atoms], val: list[Atoms], folder: Path, s: Finet
             save(best_file, {"qdlab": {"energy_shift_eV": state.get("energy_shift_eV", {})}}, trainer)
         save(resume_file, {"qdlab": {"history": state["history"], "epochs_done": epoch + 1,
                                      "energy_shift_eV": state.get("energy_shift_eV", {})}}, trainer)
-        if _end_of_epoch(folder, state, s, epoch, record, progress, t0):
+        if ft._end_of_epoch(folder, state, s, epoch, record, progress, t0):
             return resumed, True
     state["finished"] = True
-    _write_state(folder, state)
+    ft._write_state(folder, state)
     resume_file.unlink(missing_ok=True)
     return resumed, False
