@@ -78,7 +78,7 @@ class HessianCheckpoint:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists():
                 self.path.unlink()
-            tmp = self.meta.with_suffix(".tmp")
+            tmp = self.meta.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps({"key": key, "n_atoms": n_atoms, "format": CHECKPOINT_FORMAT}))
             os.replace(tmp, self.meta)
 
@@ -89,7 +89,14 @@ class HessianCheckpoint:
 
     def chunk(self, j0: int, j1: int) -> HessianCheckpoint:
         """The checkpoint of jobs ``j0 ≤ j < j1``, written by one worker."""
-        return HessianCheckpoint(self.chunk_folder / f"chunk_{j0:06d}_{j1:06d}.ckpt", self.key, self.n, self.main)
+        return self.chunk_of(self.main, self.key, self.n, j0, j1)
+
+    @classmethod
+    def chunk_of(cls, main: str | os.PathLike, key: str, n_atoms: int, j0: int, j1: int) -> HessianCheckpoint:
+        """The chunk checkpoint of jobs ``j0 ≤ j < j1`` of the run whose main file is ``main``,
+        without touching the main file (workers of one run open their chunks concurrently)."""
+        main = Path(main)
+        return cls(main.with_suffix(".chunks") / f"chunk_{j0:06d}_{j1:06d}.ckpt", key, n_atoms, main)
 
     def own(self) -> dict[int, np.ndarray]:
         """Records of this file alone (a torn or damaged tail is cut off, so appends continue cleanly)."""
@@ -368,7 +375,7 @@ def evaluate_chunk(plan: DisplacementPlan, checkpoint: str | os.PathLike, j0: in
     """Forces of jobs ``j0 ≤ j < j1`` into their own chunk file beside ``checkpoint`` (resumable:
     jobs already in any file of the run are skipped). ``calc`` may be a zero-argument factory,
     called only if something is left to compute."""
-    ck = plan.checkpoint(checkpoint).chunk(j0, j1)
+    ck = HessianCheckpoint.chunk_of(checkpoint, plan.key, plan.n_atoms, j0, j1)
     done = ck.load()
     todo = [j for j in range(j0, min(j1, plan.n_jobs)) if j not in done]
     seconds = 0.0
