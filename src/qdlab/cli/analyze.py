@@ -15,11 +15,11 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
+from qdlab.cli.common import JSON_OPT, AliasGroup, console, emit_json, guarded
 from qdlab.errors import QdlabError
 
 analyze_app = typer.Typer(help="Trajectory analyses: RDF, ADF, RMSF, vibrational DOS, carboxylate binding geometry.",
-                          no_args_is_help=True)
+                          no_args_is_help=True, cls=AliasGroup)
 
 TRAJ_ARG = typer.Argument(..., help="Trajectory file (ASE .traj, extended XYZ, anything ase.io.read reads).")
 OUT_OPT = typer.Option(Path("analysis_out"), "--output", "-o", help="Output folder.")

@@ -62,7 +62,8 @@ def _alias(arg: str) -> str:
 
 
 class AliasGroup(TyperGroup):
-    """The root command group: rewrites :data:`HIDDEN_ALIASES` before any subcommand parses."""
+    """A command group that rewrites :data:`HIDDEN_ALIASES` before its subcommands parse (the root
+    group, and groups used on their own: analyze, pl)."""
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:
         return super().parse_args(ctx, [_alias(a) for a in args])

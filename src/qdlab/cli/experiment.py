@@ -7,13 +7,13 @@ from pathlib import Path
 
 import typer
 
-from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
+from qdlab.cli.common import JSON_OPT, AliasGroup, console, emit_json, guarded
 from qdlab.errors import QdlabError
 
 plate_app = typer.Typer(help="High-throughput LARP plates: design a well map, generate and simulate the OT-2 protocol.",
                         no_args_is_help=True)
 pl_app = typer.Typer(help="Plate-reader PL spectra: import Gen5 exports, fit Gaussians, plot, model with SHAP.",
-                     no_args_is_help=True)
+                     no_args_is_help=True, cls=AliasGroup)
 
 
 def _floats(text: str, what: str) -> list[float]:
