@@ -27,6 +27,8 @@ from qdlab import __version__
 from qdlab.analysis.dos import load_dos_csv
 from qdlab.analysis.parity import load_parity_arrays
 from qdlab.analysis.rmsf import load_rmsf_table
+from qdlab.report.campaign_plots import plot_dos_by_size, plot_peaks_vs_size, plot_rmsf_distributions
+from qdlab.report.parity_plots import plot_parity
 from qdlab.store.files import write_text
 from qdlab.store.results import DONE, FAILED, ResultStore, TaskRow, redact
 
@@ -156,8 +158,6 @@ def _section_tasks(rows: list[TaskRow]) -> str:
 
 
 def _section_peaks(rows: list[TaskRow], fig: _Figures) -> str | None:
-    from qdlab.report.campaign_plots import plot_peaks_vs_size
-
     groups = peak_points(rows)
     if not groups:
         return None
@@ -176,8 +176,6 @@ def _section_peaks(rows: list[TaskRow], fig: _Figures) -> str | None:
 
 
 def _section_dos(rows: list[TaskRow], store: ResultStore, fig: _Figures) -> str | None:
-    from qdlab.report.campaign_plots import plot_dos_by_size
-
     ph = _done(rows, "phonons", "dos")
     if not ph:
         return None
@@ -201,16 +199,21 @@ def _section_dos(rows: list[TaskRow], store: ResultStore, fig: _Figures) -> str 
     return "".join(parts)
 
 
-def _section_relax(rows: list[TaskRow]) -> str | None:
-    rx = _done(rows, "relax")
-    if not rx:
+def _table_section(rows: list[TaskRow], workflow: str, heading: str, columns: list[str], cells) -> str | None:
+    """A heading and one table row per finished ``workflow`` task: the system's labels + ``cells(row)``."""
+    done = _done(rows, workflow)
+    if not done:
         return None
-    return "<h2>Relaxations</h2>" + _table(
-        ["composition", "size", "passivation", "engine", "seed", "atoms", "E (eV/atom)", "fmax (eV/Å)",
-         "steps", "converged"],
-        [_sys_cells(r) + [r.kvp.get("seed", ""), r.kvp.get("n_atoms", ""),
-                          _fmt(r.results.get("energy_per_atom_eV"), 4), _fmt(r.results.get("fmax_eV_A"), 4),
-                          r.results.get("relax_steps", ""), r.results.get("converged", "")] for r in rx], left=4)
+    return f"<h2>{heading}</h2>" + _table(["composition", "size", "passivation", "engine"] + columns,
+                                         [_sys_cells(r) + cells(r) for r in done], left=4)
+
+
+def _section_relax(rows: list[TaskRow]) -> str | None:
+    return _table_section(rows, "relax", "Relaxations",
+                          ["seed", "atoms", "E (eV/atom)", "fmax (eV/Å)", "steps", "converged"],
+                          lambda r: [r.kvp.get("seed", ""), r.kvp.get("n_atoms", ""),
+                                     _fmt(r.results.get("energy_per_atom_eV"), 4), _fmt(r.results.get("fmax_eV_A"), 4),
+                                     r.results.get("relax_steps", ""), r.results.get("converged", "")])
 
 
 def _rmsf_element(composition: str, symbols: np.ndarray) -> str:
@@ -223,13 +226,8 @@ def _rmsf_element(composition: str, symbols: np.ndarray) -> str:
         return "Pb" if "Pb" in symbols else str(symbols[0])
 
 
-def _section_rmsf(rows: list[TaskRow], store: ResultStore, fig: _Figures) -> str | None:
-    from qdlab.report.campaign_plots import plot_rmsf_distributions
-
-    rm = _done(rows, "rmsf", "rmsf")
-    if not rm:
-        return None
-    parts = ["<h2>RMSF after MD (seed 000 Fig. 7, seed 004)</h2>"]
+def _rmsf_groups(rm: list[TaskRow], store: ResultStore) -> tuple[dict[tuple, dict], dict[tuple, str]]:
+    """Per (composition, engine): each system's RMSF of the B-site element, and that element."""
     per_group: dict[tuple, dict] = defaultdict(dict)
     elements: dict[tuple, str] = {}
     for r in sorted(rm, key=lambda r: (str(r.kvp.get("size")), str(r.kvp.get("passivation")))):
@@ -240,6 +238,15 @@ def _section_rmsf(rows: list[TaskRow], store: ResultStore, fig: _Figures) -> str
         g = (str(r.kvp.get("composition")), r.kvp.get("engine"))
         elements[g] = _rmsf_element(g[0], sym)
         per_group[g][_label(r)] = rho[sym == elements[g]]
+    return per_group, elements
+
+
+def _section_rmsf(rows: list[TaskRow], store: ResultStore, fig: _Figures) -> str | None:
+    rm = _done(rows, "rmsf", "rmsf")
+    if not rm:
+        return None
+    parts = ["<h2>RMSF after MD (seed 000 Fig. 7, seed 004)</h2>"]
+    per_group, elements = _rmsf_groups(rm, store)
     for g, systems in per_group.items():
         if systems:
             path = plot_rmsf_distributions(systems, fig("rmsf"), element=elements[g],
@@ -254,19 +261,13 @@ def _section_rmsf(rows: list[TaskRow], store: ResultStore, fig: _Figures) -> str
 
 
 def _section_md(rows: list[TaskRow]) -> str | None:
-    md = _done(rows, "md")
-    if not md:
-        return None
-    return "<h2>Molecular dynamics</h2>" + _table(
-        ["composition", "size", "passivation", "engine", "frames", "⟨T⟩ (K)", "σ_T (K)", "steps/s"],
-        [_sys_cells(r) + [r.results.get("n_frames", ""), _fmt(r.results.get("mean_temperature_K")),
-                          _fmt(r.results.get("std_temperature_K")), _fmt(r.results.get("steps_per_second"), 2)]
-         for r in md], left=4)
+    return _table_section(rows, "md", "Molecular dynamics", ["frames", "⟨T⟩ (K)", "σ_T (K)", "steps/s"],
+                          lambda r: [r.results.get("n_frames", ""), _fmt(r.results.get("mean_temperature_K")),
+                                     _fmt(r.results.get("std_temperature_K")),
+                                     _fmt(r.results.get("steps_per_second"), 2)])
 
 
 def _section_parity(rows: list[TaskRow], store: ResultStore, fig: _Figures) -> str | None:
-    from qdlab.report.parity_plots import plot_parity
-
     par = _done(rows, "parity", "parity")
     if not par:
         return None
