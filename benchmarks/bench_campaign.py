@@ -55,10 +55,11 @@ def _warm(task: dict, first_call: bool = True) -> int:
     return os.getpid()
 
 
-def _forces(folder: Path, key: str, n_atoms: int) -> dict[int, np.ndarray]:
-    from qdlab.campaign.tasks import _done_in_chunks
+def _forces(files: Path, task: dict, plan) -> dict[int, np.ndarray]:
+    """Every displacement's forces of the task's Hessian checkpoint (main file + chunk files)."""
+    from qdlab.campaign.tasks import task_dir
 
-    return _done_in_chunks(folder, key, n_atoms)
+    return plan.checkpoint(task_dir(files, task["key"]) / "hessian.ckpt").load()
 
 
 def main() -> None:
@@ -73,18 +74,19 @@ def main() -> None:
 
     from qdlab.campaign.cluster import open_client
     from qdlab.campaign.spec import Execution, expand, spec_from_dict
-    from qdlab.campaign.tasks import chunk_ranges, input_structure, phonon_chunk, phonon_engine_name
-    from qdlab.workflows.phonons import checkpoint_key, vibrational_analysis
+    from qdlab.campaign.tasks import phonon_chunk, phonon_plan
+    from qdlab.workflows.hessian import chunk_ranges
+    from qdlab.workflows.phonons import assemble_force_constants, vibrational_analysis
 
     spec = spec_from_dict({"name": "bench", "grid": [{"composition": "CsPbBr3", "lattice": 5.95, "size": args.size,
                                                       "ligands": [["MA", "BzO"]], "coverage": [0.5]}],
                            "engines": [{"name": "chgnet"}], "steps": [{"workflow": "phonons"}]})
     task = expand(spec)[0].to_dict()
-    atoms = input_structure(task, None, "")
+    plan = phonon_plan(task, None, "")
+    atoms = plan.atoms
     n = len(atoms)
-    n_jobs = 6 * n
+    n_jobs = plan.n_jobs
     k = min(args.max_displacements or n_jobs, n_jobs)
-    key = checkpoint_key(atoms, task["settings"]["delta"], phonon_engine_name(task))
     print(f"model: {atoms.get_chemical_formula()} ({n} atoms), 6N = {n_jobs} displacements, timing K = {k}")
     print(f"machine: {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')} (shared machine)")
 
@@ -124,8 +126,7 @@ def main() -> None:
         print(f"{args.workers} workers: start-up + engine load {t_start:.1f} s ({len(pids)} processes), "
               f"first calls {t_first_par:.1f} s, {k} displacements in {len(ranges)} chunks {t_par:.1f} s")
 
-        fs, fp = _forces(ser / task["key"][:2] / task["key"] / "chunks", key, n), \
-            _forces(par / task["key"][:2] / task["key"] / "chunks", key, n)
+        fs, fp = _forces(ser, task, plan), _forces(par, task, plan)
         diff = max(float(np.abs(fs[j] - fp[j]).max()) for j in range(k))
         print(f"forces of both paths: max |ΔF| = {diff:.3g} eV/Å over {k} displacements")
         speed = t_serial / t_par
@@ -139,10 +140,8 @@ def main() -> None:
         else:
             freqs = []
             for done in (fs, fp):
-                phi = np.empty((3 * n, 3 * n))
-                for row in range(3 * n):
-                    phi[row] = -(done[2 * row] - done[2 * row + 1]).ravel() / (2 * task["settings"]["delta"])
-                freqs.append(vibrational_analysis(0.5 * (phi + phi.T), atoms.get_masses(), atoms.positions)[0])
+                phi = assemble_force_constants(plan, done)
+                freqs.append(vibrational_analysis(phi, atoms.get_masses(), atoms.positions)[0])
             print(f"frequencies of both paths: max |Δν| = {np.abs(freqs[0] - freqs[1]).max():.3g} cm⁻¹ "
                   f"({len(freqs[0])} modes, {freqs[0].min():.1f} … {freqs[0].max():.1f} cm⁻¹)")
 

@@ -157,3 +157,23 @@ def test_errors(cube_frames):
         rmsf(cube_frames, reference="median")
     with pytest.raises(QdlabError, match="shape"):
         align_frames(np.zeros((3, 4)))
+
+
+def test_rmsf_saved_one_way_and_read_back(cube_frames, tmp_path):
+    """RMSF.save writes rmsf.csv + rmsf.json (CLI and campaign alike); load_rmsf_table reads them back."""
+    import json
+
+    from qdlab.analysis.rmsf import NO_DEPTH, load_rmsf_table
+
+    res = rmsf(cube_frames)
+    files = res.save(tmp_path, {"note": "x"})
+    rho, sym, depth = load_rmsf_table(tmp_path)
+    np.testing.assert_allclose(rho, res.rmsf_A, rtol=1e-7)  # 8 significant digits in the CSV
+    assert list(sym) == list(res.symbols) and np.array_equal(depth, res.depth)
+    summary = json.loads(files["json"].read_text())
+    assert summary["note"] == "x" and summary["by_element"]["Pb"]["mean_A"] == pytest.approx(res.by_element["Pb"].mean_A)
+    unlabelled = rmsf([f.copy() for f in cube_frames])
+    object.__setattr__(unlabelled, "depth", None)
+    unlabelled.save(tmp_path / "u")
+    assert load_rmsf_table(tmp_path / "u" / "rmsf.csv")[2] is None
+    assert f",{NO_DEPTH}," in (tmp_path / "u" / "rmsf.csv").read_text()

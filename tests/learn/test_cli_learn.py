@@ -76,7 +76,7 @@ def test_errors_are_one_line(app, tmp_path):
 def test_learn_command(app, cube, tmp_path):
     write(tmp_path / "start.extxyz", cube, format="extxyz")
     res, out = run(app, "learn", tmp_path / "start.extxyz", "-o", tmp_path / "L", "-r", "classical",
-                   "--rattle", "3", "--committee", "2", "--iterations", "1", "--epochs", "1", "--batch-size", "4",
+                   "--rattle-count", "3", "--committee", "2", "--iterations", "1", "--epochs", "1", "--batch-size", "4",
                    "--md-steps", "4", "--interval", "2", "--trust-lo", "0", "--trust-hi", "50", "--max-select", "1",
                    "--json")
     assert res.exit_code == 0, res.output

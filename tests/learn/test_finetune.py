@@ -13,7 +13,7 @@ from qdlab.analysis.parity import predict
 from qdlab.engines import get_calculator
 from qdlab.errors import QdlabError
 from qdlab.store.db import labels, read_frames, split_indices
-from qdlab.workflows.finetune import (FinetuneSettings, _chgnet_steps_per_epoch, checkpoint_engine, finetune,
+from qdlab.workflows.finetune import (FinetuneSettings, checkpoint_engine, finetune,
                                       model_calculator)
 
 
@@ -72,6 +72,8 @@ def test_chgnet_resume_repeats_uninterrupted_run(tiny_set, tmp_path):
 
 
 def test_chgnet_scheduler_steps():
+    from qdlab.workflows.finetune_chgnet import _chgnet_steps_per_epoch
+
     assert _chgnet_steps_per_epoch(100) == 10
     assert _chgnet_steps_per_epoch(9) == 9
     assert _chgnet_steps_per_epoch(1) == 1

@@ -10,7 +10,9 @@ curvature sign changes (g'' = 0) around the maximum inside a named region; M1 us
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -163,3 +165,34 @@ def label_selections(atoms, by: str = "role") -> dict[str, np.ndarray]:
     if (role == "ligand").any():
         out["ligand"] = role == "ligand"
     return out
+
+
+def save_dos_csv(dos: DOS, path: str | os.PathLike, pdos_path: str | os.PathLike | None = None) -> Path:
+    """Total DOS (``wavenumber_cm1,total``) to ``path`` and partial DOS columns to ``pdos_path``
+    (modes per cm⁻¹); without ``pdos_path`` the partials go into the same file."""
+    def table(cols: dict) -> str:
+        body = np.column_stack(list(cols.values()))
+        return "\n".join([",".join(cols)] + [",".join(f"{v:.8g}" for v in row) for row in body]) + "\n"
+
+    from qdlab.store.files import write_text
+
+    grid = {"wavenumber_cm1": dos.grid_cm1}
+    if pdos_path is None:
+        return write_text(path, table(grid | {"total": dos.total, **dos.partial}))
+    write_text(pdos_path, table(grid | dict(dos.partial)))
+    return write_text(path, table(grid | {"total": dos.total}))
+
+
+def load_dos_csv(folder: str | os.PathLike) -> DOS:
+    """Read ``dos.csv`` (+ ``pdos.csv`` if present) of a phonon output folder."""
+    folder = Path(folder)
+    if not (folder / "dos.csv").is_file():
+        raise QdlabError(f"{folder} has no dos.csv (not a `qdlab phonons` output folder)")
+    data = np.genfromtxt(folder / "dos.csv", delimiter=",", names=True)
+    partial = {}
+    if (folder / "pdos.csv").is_file():
+        p = np.genfromtxt(folder / "pdos.csv", delimiter=",", names=True)
+        with open(folder / "pdos.csv") as fh:
+            names = fh.readline().strip().split(",")[1:]
+        partial = {n: np.asarray(p[p.dtype.names[i + 1]]) for i, n in enumerate(names)}
+    return DOS(grid_cm1=np.asarray(data["wavenumber_cm1"]), total=np.asarray(data["total"]), partial=partial)

@@ -93,18 +93,13 @@ def ensure_cell(atoms: Atoms, vacuum_A: float = 15.0) -> Atoms:
     """A copy of a non-periodic frame with a box (``vacuum_A`` Å of vacuum each side, atoms not
     moved) when it has no cell or one too small for its extent; graph-based potentials (CHGNet)
     need a cell even for clusters. Periodic frames are returned as copies unchanged."""
-    a = atoms.copy()
-    a.calc = None
-    if a.pbc.any():
+    from qdlab.build.box import has_clear_cell, vacuum_box
+
+    if atoms.pbc.any() or has_clear_cell(atoms, 6.0):  # ≥ 6 Å (CHGNet's cutoff) between periodic images
+        a = atoms.copy()
+        a.calc = None
         return a
-    extent = np.ptp(a.positions, axis=0) if len(a) else np.zeros(3)
-    volume = abs(np.linalg.det(a.cell.array)) if a.cell.rank == 3 else 0.0
-    if volume > 1e-6:
-        heights = 1.0 / np.linalg.norm(np.linalg.inv(a.cell.array).T, axis=1)
-        if (heights >= extent + 2 * 6.0).all():  # ≥ 6 Å (CHGNet's cutoff) between periodic images
-            return a
-    a.cell = np.diag(extent + 2 * vacuum_A)
-    return a
+    return vacuum_box(atoms, vacuum_A, move=False)
 
 
 def predict(calc: Calculator, frames: Sequence[Atoms], *, forces: bool = True,
@@ -174,14 +169,37 @@ def parity(frames: Sequence[Atoms], pred_energies_eV: np.ndarray, pred_forces_eV
     if f_ref.shape != f_pred.shape:
         raise QdlabError("parity: predicted forces do not match the frames' atoms")
     symbols = np.array(chemical_symbols)[np.concatenate(numbers)]
-    by_el = {str(s): metrics(f_ref[symbols == s], f_pred[symbols == s]) for s in sorted(set(symbols))}
+    return parity_from_arrays(e_ref, e_pred, f_ref, f_pred, label=label, zoom_eV_A=zoom_eV_A, symbols=symbols,
+                              n_atoms=int(n_at.sum()), energy_shift_eV={chemical_symbols[z]: v for z, v in shift.items()})
+
+
+def parity_from_arrays(energy_ref_eV_atom: np.ndarray, energy_pred_eV_atom: np.ndarray, force_ref_eV_A: np.ndarray,
+                       force_pred_eV_A: np.ndarray, *, label: str = "model", zoom_eV_A: float = 0.25,
+                       symbols: np.ndarray | None = None, n_atoms: int | None = None,
+                       energy_shift_eV: dict[str, float] | None = None) -> ParityResult:
+    """A :class:`ParityResult` from per-frame energies per atom (eV/atom) and force components
+    (eV/Å; (M, 3) with per-atom ``symbols``, or flat without them)."""
+    e_ref, e_pred = np.asarray(energy_ref_eV_atom, float), np.asarray(energy_pred_eV_atom, float)
+    f_ref, f_pred = np.asarray(force_ref_eV_A, float), np.asarray(force_pred_eV_A, float)
+    by_el = {}
+    if symbols is not None:
+        symbols = np.asarray(symbols, str)
+        by_el = {str(s): metrics(f_ref[symbols == s], f_pred[symbols == s]) for s in sorted(set(symbols))}
     low = np.abs(f_ref) <= zoom_eV_A
-    return ParityResult(label=label, n_frames=len(frames), n_atoms=int(n_at.sum()), energy=metrics(e_ref, e_pred),
-                        forces=metrics(f_ref, f_pred), forces_by_element=by_el,
+    sym3 = np.repeat(symbols, 3).reshape(-1, 3) if symbols is not None else np.full(f_ref.shape, "", str)
+    return ParityResult(label=label, n_frames=len(e_ref), n_atoms=n_atoms if n_atoms is not None else len(f_ref),
+                        energy=metrics(e_ref, e_pred), forces=metrics(f_ref, f_pred), forces_by_element=by_el,
                         forces_low=metrics(f_ref[low], f_pred[low]), zoom_eV_A=zoom_eV_A,
-                        energy_shift_eV={chemical_symbols[z]: v for z, v in shift.items()},
-                        energy_ref_eV_atom=e_ref, energy_pred_eV_atom=e_pred, force_ref_eV_A=f_ref,
-                        force_pred_eV_A=f_pred, force_symbols=np.repeat(symbols, 3).reshape(-1, 3))
+                        energy_shift_eV=energy_shift_eV or {}, energy_ref_eV_atom=e_ref, energy_pred_eV_atom=e_pred,
+                        force_ref_eV_A=f_ref, force_pred_eV_A=f_pred, force_symbols=sym3)
+
+
+def load_parity_arrays(path: str | os.PathLike, label: str = "model", zoom_eV_A: float = 0.25) -> ParityResult:
+    """A :class:`ParityResult` from an NPZ of ``energy_ref_eV_atom``, ``energy_pred_eV_atom``,
+    ``forces_ref_eV_A`` and ``forces_pred_eV_A`` (what the report shows)."""
+    with np.load(path) as z:
+        return parity_from_arrays(z["energy_ref_eV_atom"], z["energy_pred_eV_atom"], z["forces_ref_eV_A"],
+                                  z["forces_pred_eV_A"], label=label, zoom_eV_A=zoom_eV_A)
 
 
 def evaluate(calc: Calculator, frames: Sequence[Atoms], *, label: str = "model",

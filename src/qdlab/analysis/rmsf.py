@@ -9,7 +9,10 @@ element (the distributions of seed 000 Fig. 7). Units: Å.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -53,6 +56,48 @@ class RMSF:
     n_frames: int = 0
     mass_weighted: bool = False
     reference: str = "mean"
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary: frames, reference, per-element and per-layer statistics (Å)."""
+        return {"n_frames": self.n_frames, "reference": self.reference, "mass_weighted": self.mass_weighted,
+                "by_element": {str(e): vars(s) for e, s in self.by_element.items()},
+                "by_depth": {str(e): {str(d): vars(s) for d, s in layers.items()}
+                             for e, layers in self.by_depth.items()}}
+
+    def save(self, folder: str | os.PathLike, extra: dict | None = None) -> dict[str, Path]:
+        """Write ``rmsf.csv`` (index, element, Z, depth, rmsf_A; depth :data:`NO_DEPTH` where the
+        model has no depth labels) and ``rmsf.json`` (:meth:`to_dict` + ``extra``), atomically."""
+        from ase.data import atomic_numbers
+
+        from qdlab.store.files import write_text
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        depth = self.depth if self.depth is not None else np.full(len(self.rmsf_A), NO_DEPTH)
+        rows = "".join(f"{i},{s},{atomic_numbers[str(s)]},{int(d)},{r:.8g}\n"
+                       for i, (s, d, r) in enumerate(zip(self.symbols, depth, self.rmsf_A)))
+        files = {"csv": write_text(out / "rmsf.csv", "index,element,Z,depth,rmsf_A\n" + rows)}
+        files["json"] = write_text(out / "rmsf.json", json.dumps((extra or {}) | self.to_dict(), indent=2,
+                                                                  default=float) + "\n")
+        return files
+
+
+#: depth written for atoms of a model without depth labels (ligand atoms are −1, the surface 0)
+NO_DEPTH = -99
+
+
+def load_rmsf_table(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(rmsf_A, symbols, depth or None) of an ``rmsf.csv`` written by :meth:`RMSF.save` (a folder
+    holding one is accepted)."""
+    p = Path(path)
+    p = p / "rmsf.csv" if p.is_dir() else p
+    if not p.is_file():
+        raise QdlabError(f"{p} not found (not an RMSF output)")
+    lines = p.read_text().splitlines()[1:]
+    cols = list(zip(*(line.split(",") for line in lines))) if lines else [()] * 5
+    depth = np.asarray(cols[3], int)
+    return (np.asarray(cols[4], float), np.asarray(cols[1], str),
+            None if len(depth) and (depth == NO_DEPTH).all() else depth)
 
 
 def rmsf_from_positions(positions: np.ndarray) -> np.ndarray:

@@ -255,16 +255,9 @@ def _assign(names: list[str], counts: list[int]) -> list[str]:
     return seq
 
 
-def attach_ligands(atoms: Atoms, requests: Sequence[LigandRequest], pools: dict[str, SitePool],
-                   seed: int, *, min_distance: float = MIN_DISTANCE, pair_adjacent: bool = True,
-                   progress: Callable[[int, int], None] | None = None) -> AttachResult:
-    """Replace surface sites by ligands; returns a new :class:`Atoms` with ligand labels.
-
-    Charge bookkeeping: each ligand carries its own formal charge (Gasteiger partial charges per
-    atom); the replaced ion is removed. A ligand whose charge is more negative than the ion it
-    replaces (a dianion on an X site) also removes the nearest free X site of the pool.
-    """
-    rng = np.random.default_rng(seed)
+def _requests_by_site(requests: Sequence[LigandRequest], pools: dict[str, SitePool]
+                      ) -> dict[str, list[tuple[Ligand, int]]]:
+    """(ligand, count) per site kind, checked against the sites the model offers."""
     by_site: dict[str, list[tuple[Ligand, int]]] = {"A": [], "X": []}
     for req in requests:
         pool = pools.get(req.ligand.site)
@@ -275,52 +268,65 @@ def attach_ligands(atoms: Atoms, requests: Sequence[LigandRequest], pools: dict[
         total = sum(c for _, c in reqs)
         if reqs and total > len(pools[kind]):
             raise LigandError(f"{total} ligands requested on {kind} sites but only {len(pools[kind])} are available")
+    return by_site
 
-    chosen: dict[str, list[tuple[int, Ligand]]] = {"A": [], "X": []}
-    a_sites: list[int] = []
-    if by_site["A"]:
-        pool = pools["A"]
-        n = sum(c for _, c in by_site["A"])
-        a_sites = farthest_points(pool.positions, pool.facets, n, rng)
-        table = {lig.name: lig for lig, _ in by_site["A"]}
-        seq = _assign([lig.name for lig, _ in by_site["A"]], [c for _, c in by_site["A"]])
-        chosen["A"] = [(s, table[nm]) for s, nm in zip(a_sites, seq)]
+
+def _assigned(sites: list[int], reqs: list[tuple[Ligand, int]]) -> list[tuple[int, Ligand]]:
+    table = {lig.name: lig for lig, _ in reqs}
+    seq = _assign([lig.name for lig, _ in reqs], [c for _, c in reqs])
+    return [(s, table[nm]) for s, nm in zip(sites, seq)]
+
+
+def _choose_x_sites(pools: dict[str, SitePool], reqs: list[tuple[Ligand, int]], a_sites: list[int],
+                    rng: np.random.Generator, pair_adjacent: bool) -> tuple[list[tuple[int, Ligand]], list[int]]:
+    """X sites for the X-binding ligands (next to the chosen A sites first, then spread out) and
+    the atoms of further X sites a dianion vacates to keep the charge."""
+    pool = pools["X"]
+    n = sum(c for _, c in reqs)
+    avail = np.ones(len(pool), bool)
+    x_sites: list[int] = []
+    if pair_adjacent and a_sites:
+        x_sites = _pair_sites(pools["A"].positions, pool, a_sites, n, avail)
+    rest = n - len(x_sites)
+    if rest:
+        fixed = np.vstack([pools["A"].positions[a_sites]] + ([pool.positions[x_sites]] if x_sites else [])) \
+            if a_sites else (pool.positions[x_sites] if x_sites else None)
+        x_sites += farthest_points(pool.positions, pool.facets, rest, rng, fixed=fixed, available=avail)
+        avail[x_sites] = False
+    chosen = _assigned(x_sites, reqs)
     extra_removed: list[int] = []
-    if by_site["X"]:
-        pool = pools["X"]
-        n = sum(c for _, c in by_site["X"])
-        avail = np.ones(len(pool), bool)
-        x_sites: list[int] = []
-        if pair_adjacent and a_sites:
-            x_sites = _pair_sites(pools["A"].positions, pool, a_sites, n, avail)
-        rest = n - len(x_sites)
-        if rest:
-            fixed = np.vstack([pools["A"].positions[a_sites]] + ([pool.positions[x_sites]] if x_sites else [])) \
-                if a_sites else (pool.positions[x_sites] if x_sites else None)
-            x_sites += farthest_points(pool.positions, pool.facets, rest, rng, fixed=fixed, available=avail)
-            avail[x_sites] = False
-        table = {lig.name: lig for lig, _ in by_site["X"]}
-        seq = _assign([lig.name for lig, _ in by_site["X"]], [c for _, c in by_site["X"]])
-        chosen["X"] = [(s, table[nm]) for s, nm in zip(x_sites, seq)]
-        # dianions on X: also vacate the nearest free X
-        for s, lig in chosen["X"]:
-            q_ion = pool.ion_charge[s]
-            if q_ion < 0 and lig.charge < q_ion:
-                n_more = int(round((lig.charge - q_ion) / q_ion))
-                for _ in range(n_more):
-                    free = np.flatnonzero(avail)
-                    if not len(free):
-                        raise LigandError(f"no free X site left to compensate the charge of {lig.name}")
-                    j = free[np.argmin(np.linalg.norm(pool.positions[free] - pool.positions[s], axis=1))]
-                    avail[j] = False
-                    extra_removed.append(int(pool.atom_index[j]))
+    for s, lig in chosen:  # dianions on X: also vacate the nearest free X
+        q_ion = pool.ion_charge[s]
+        if q_ion < 0 and lig.charge < q_ion:
+            for _ in range(int(round((lig.charge - q_ion) / q_ion))):
+                free = np.flatnonzero(avail)
+                if not len(free):
+                    raise LigandError(f"no free X site left to compensate the charge of {lig.name}")
+                j = free[np.argmin(np.linalg.norm(pool.positions[free] - pool.positions[s], axis=1))]
+                avail[j] = False
+                extra_removed.append(int(pool.atom_index[j]))
+    return chosen, extra_removed
 
-    remove = [int(pools[k].atom_index[s]) for k in ("A", "X") for s, _ in chosen[k] if pools[k].atom_index[s] >= 0]
-    remove += [i for i in extra_removed if i >= 0]
-    keep = np.ones(len(atoms), bool)
-    keep[remove] = False
-    core = atoms[keep]
 
+def _ligand_block(lig: Ligand, geom, pos: np.ndarray, lig_id: int, facet: str | None) -> Atoms:
+    """One placed ligand with its per-atom labels."""
+    blk = Atoms(geom.symbols, positions=pos)
+    m = len(blk)
+    blk.set_initial_charges(geom.charges)
+    blk.new_array("role", np.full(m, "ligand", dtype="U8"))
+    blk.new_array("ligand", np.full(m, lig.name, dtype="U16"))
+    blk.new_array("ligand_id", np.full(m, lig_id, dtype=int))
+    blk.new_array("depth", np.full(m, -1, dtype=int))
+    blk.new_array("facet", np.full(m, facet or NONE, dtype="U16"))
+    blk.new_array("motif", geom.motif_mask.copy())
+    blk.new_array("shell", np.zeros(m, dtype=bool))
+    return blk
+
+
+def _place_all(atoms: Atoms, core: Atoms, chosen: dict[str, list[tuple[int, Ligand]]], pools: dict[str, SitePool],
+               rng: np.random.Generator, seed: int, min_distance: float,
+               progress: Callable[[int, int], None] | None) -> list[Atoms]:
+    """Ligand blocks placed on their sites without clashes (periodic in x, y for slabs)."""
     periodic_xy = None
     if atoms.pbc[0] and atoms.pbc[1]:
         if not atoms.cell.orthorhombic or atoms.pbc[2]:
@@ -329,28 +335,43 @@ def attach_ligands(atoms: Atoms, requests: Sequence[LigandRequest], pools: dict[
     placer = _Placer(core.positions, rng, min_distance, periodic_xy)
     blocks: list[Atoms] = []
     total = len(chosen["A"]) + len(chosen["X"])
-    done = 0
-    lig_id = 0
     for kind in ("A", "X"):
         pool = pools.get(kind)
         for s, lig in chosen[kind]:
             geom = ligand_geometry(lig, seed)
             pos = placer.place(geom, pool.positions[s], pool.normals[s], lig.name)
-            blk = Atoms(geom.symbols, positions=pos)
-            m = len(blk)
-            blk.set_initial_charges(geom.charges)
-            blk.new_array("role", np.full(m, "ligand", dtype="U8"))
-            blk.new_array("ligand", np.full(m, lig.name, dtype="U16"))
-            blk.new_array("ligand_id", np.full(m, lig_id, dtype=int))
-            blk.new_array("depth", np.full(m, -1, dtype=int))
-            blk.new_array("facet", np.full(m, pool.facets[s] or NONE, dtype="U16"))
-            blk.new_array("motif", geom.motif_mask.copy())
-            blk.new_array("shell", np.zeros(m, dtype=bool))
-            blocks.append(blk)
-            lig_id += 1
-            done += 1
+            blocks.append(_ligand_block(lig, geom, pos, len(blocks), pool.facets[s]))
             if progress:
-                progress(done, total)
+                progress(len(blocks), total)
+    return blocks
+
+
+def attach_ligands(atoms: Atoms, requests: Sequence[LigandRequest], pools: dict[str, SitePool],
+                   seed: int, *, min_distance: float = MIN_DISTANCE, pair_adjacent: bool = True,
+                   progress: Callable[[int, int], None] | None = None) -> AttachResult:
+    """Replace surface sites by ligands; returns a new :class:`Atoms` with ligand labels.
+
+    Charge bookkeeping: each ligand carries its own formal charge (Gasteiger partial charges per
+    atom); the replaced ion is removed. A ligand whose charge is more negative than the ion it
+    replaces (a dianion on an X site) also removes the nearest free X site of the pool.
+    """
+    rng = np.random.default_rng(seed)
+    by_site = _requests_by_site(requests, pools)
+    chosen: dict[str, list[tuple[int, Ligand]]] = {"A": [], "X": []}
+    a_sites: list[int] = []
+    if by_site["A"]:
+        pool = pools["A"]
+        a_sites = farthest_points(pool.positions, pool.facets, sum(c for _, c in by_site["A"]), rng)
+        chosen["A"] = _assigned(a_sites, by_site["A"])
+    extra_removed: list[int] = []
+    if by_site["X"]:
+        chosen["X"], extra_removed = _choose_x_sites(pools, by_site["X"], a_sites, rng, pair_adjacent)
+    remove = [int(pools[k].atom_index[s]) for k in ("A", "X") for s, _ in chosen[k] if pools[k].atom_index[s] >= 0]
+    remove += [i for i in extra_removed if i >= 0]
+    keep = np.ones(len(atoms), bool)
+    keep[remove] = False
+    core = atoms[keep]
+    blocks = _place_all(atoms, core, chosen, pools, rng, seed, min_distance, progress)
     out = core.copy()
     for extra in [k for k in out.arrays if k not in ("numbers", "positions", "role", "ligand", "ligand_id",
                                                         "depth", "facet", "motif", "shell", "initial_charges")]:

@@ -49,3 +49,16 @@ def rattle(atoms: Atoms, seed: int = 0, organic: tuple[float, float] = (0.10, 0.
         LBFGS(out, logfile=None).run(fmax=fmax, steps=max_steps)
         out.calc = None
     return out
+
+
+def gaussian_rattle(atoms: Atoms, sigma_A: float, seed: int | None = 0) -> Atoms:
+    """A copy of ``atoms`` with seeded Gaussian displacements of standard deviation ``sigma_A`` Å
+    per Cartesian component (the relax workflow's rattle, which lets the optimiser leave the
+    saddle point of a symmetric cut); ``sigma_A`` = 0 gives an unchanged copy."""
+    if sigma_A < 0:
+        raise QdlabError(f"rattle amplitude must be ≥ 0 Å, not {sigma_A}")
+    out = atoms.copy()
+    if sigma_A > 0:
+        rng = np.random.default_rng(int(seed or 0))
+        out.positions += rng.normal(0.0, sigma_A, out.positions.shape)
+    return out

@@ -19,7 +19,6 @@ forces (eV/Å), written to extended XYZ or an ASE database with provenance (``so
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,7 +30,9 @@ import numpy as np
 from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from qdlab.build.box import vacuum_box
 from qdlab.errors import QdlabError
+from qdlab.store.db import frame_key
 from qdlab.store.files import write_text
 
 #: seed 000's VASP settings (INCAR keys in ASE's lower-case spelling)
@@ -115,18 +116,8 @@ def _models(paths: Sequence[str | os.PathLike]) -> list[tuple[str, Atoms]]:
 
 def boxed(atoms: Atoms, vacuum: float = VACUUM_A, min_ratio: float = 0.0) -> Atoms:
     """A copy of a cluster centred in an orthorhombic box with ``vacuum`` Å on every side (at least
-    ``min_ratio`` × the cluster's extent per axis: 2 for the Martyna–Tuckerman solver); periodic
-    models are returned unchanged."""
-    a = atoms.copy()
-    a.calc = None
-    a.constraints = []
-    if a.pbc.any():
-        return a
-    extent = np.ptp(a.positions, axis=0)
-    box = np.maximum(extent + 2 * vacuum, min_ratio * extent)
-    a.cell = np.diag(box)
-    a.center()
-    return a
+    ``min_ratio`` × the cluster's extent per axis: 2 for the Martyna–Tuckerman solver)."""
+    return vacuum_box(atoms, vacuum, min_ratio=min_ratio)
 
 
 def net_charge(atoms: Atoms) -> int:
@@ -322,16 +313,6 @@ def export_models(code: str, models: Sequence[str | os.PathLike], out: str | os.
 
 
 # -- import ------------------------------------------------------------------------------------
-def frame_key(atoms: Atoms, decimals: int = 6) -> str:
-    """SHA-256 of atomic numbers and rounded positions (+ cell for periodic frames): a geometry's identity."""
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(atoms.numbers, np.int64).tobytes())
-    h.update((np.round(atoms.positions, decimals) + 0.0).tobytes())
-    if atoms.pbc.any():
-        h.update(np.asarray(atoms.pbc).tobytes() + (np.round(atoms.cell.array, decimals) + 0.0).tobytes())
-    return h.hexdigest()[:32]
-
-
 def _parse_cp2k_xyz(path: Path) -> list[tuple[list[str], np.ndarray, float | None]]:
     """(symbols, coordinates, energy in Hartree or None) per frame of a CP2K XYZ trajectory."""
     lines = path.read_text().splitlines()

@@ -135,8 +135,10 @@ def _fig5_summary(rows: list, ctx: dict) -> dict:
 
 
 def _rmsf_values(store: ResultStore, r) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    with np.load(store.path(r.files["rmsf"])) as z:
-        return z["rmsf_A"], z["symbols"].astype(str), z["depth"]
+    from qdlab.analysis.rmsf import NO_DEPTH, load_rmsf_table
+
+    rho, sym, depth = load_rmsf_table(store.path(r.files["rmsf"]))
+    return rho, sym, depth if depth is not None else np.full(len(rho), NO_DEPTH)
 
 
 def _fig7_summary(rows: list, ctx: dict) -> dict:

@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 
 from qdlab.campaign.cost import TaskCost, estimate
 from qdlab.campaign.spec import CampaignSpec, Task, expand
-from qdlab.campaign.tasks import chunk_ranges, phonon_chunk, record, row_summary, run_task
+from qdlab.campaign.tasks import phonon_chunk, record, row_summary, run_task
 from qdlab.errors import QdlabError
 from qdlab.store.results import DONE, FAILED, ResultStore, redact
+from qdlab.workflows.hessian import chunk_ranges
 
 #: a phonon step is split when it has at least this many displacements (and chunk is not 0)
 SPLIT_MIN_DISPLACEMENTS = 300
@@ -137,6 +138,71 @@ def validate_campaign(spec: CampaignSpec, *, scheduler: str | None = None) -> li
     return tasks
 
 
+def _submit(client, spec: CampaignSpec, todo: list[Task], resumed: dict[str, dict], files: str,
+            n_workers: int) -> tuple[list, dict[str, Task]]:
+    """Submit every task (a large phonon step as displacement chunks + the step that assembles
+    them), each taking its parent's future or stored summary. Returns (all futures, task by key)."""
+    futures: dict[str, object] = {}
+    owner: dict[str, Task] = {}
+    units: list = []
+    for t in todo:
+        td = t.to_dict()
+        parent = futures.get(t.parent) if t.parent else None
+        if t.parent and parent is None:
+            parent = resumed.get(t.parent)
+        k = n_chunks(t, n_workers)
+        chunks = None
+        if k > 1:
+            chunks = [client.submit(phonon_chunk, td, parent, files, j0, j1, pure=False,
+                                    key=f"chunk-{t.step}-{t.key[:16]}-{j0}")
+                      for j0, j1 in chunk_ranges(6 * t.n_atoms, k)]
+            units += chunks
+        fut = client.submit(run_task, td, parent, spec.store, files, chunks, pure=False, key=f"{t.step}-{t.key}")
+        futures[t.key] = fut
+        owner[fut.key] = t
+        units.append(fut)
+    return units, owner
+
+
+def _task_summary(fut, t: Task, store: ResultStore) -> dict:
+    """A finished task's summary; a worker that died before recording is recorded as failed here."""
+    if fut.status != "error":
+        return fut.result()
+    err = fut.exception()
+    summary = {"key": t.key, "step": t.step, "status": FAILED,
+               "error": f"{type(err).__name__}: {' '.join(str(err).split())}"}
+    try:
+        record(store, t.to_dict(), FAILED, None, {}, {}, summary["error"], 0.0)
+    except Exception:
+        pass
+    return summary
+
+
+def _collect(units: list, owner: dict[str, Task], store: ResultStore, result: CampaignResult,
+             progress: Progress | None, log: Callable[[str], None] | None) -> None:
+    """Count finished tasks and failures as their futures complete (chunks count as progress only)."""
+    from distributed import as_completed
+
+    total = len(units)
+    if progress:
+        progress(0, total, None)
+    for n, fut in enumerate(as_completed(units), 1):
+        summary = None
+        t = owner.get(fut.key)
+        if t is not None:
+            summary = _task_summary(fut, t, store)
+            if summary["status"] == DONE:
+                result.n_done += 1
+            else:
+                result.n_failed += 1
+                result.failures.append({"step": t.step, **t.labels, "key": t.key, "error": summary.get("error")})
+                if log:
+                    log(f"failed: {t.step} {t.labels.get('composition')} {t.labels.get('size')} "
+                        f"{t.labels.get('passivation')}: {summary.get('error')}")
+        if progress:
+            progress(n, total, summary)
+
+
 def run_campaign(spec: CampaignSpec, *, workers: int | None = None, scheduler: str | None = None,
                  cluster: str | None = None, progress: Progress | None = None,
                  log: Callable[[str], None] | None = None, prepared: list[Task] | None = None) -> CampaignResult:
@@ -146,8 +212,6 @@ def run_campaign(spec: CampaignSpec, *, workers: int | None = None, scheduler: s
     tasks :func:`validate_campaign` returned, to skip validating twice).
     ``progress(done_units, total_units, summary_or_None)`` is called as tasks and chunks finish.
     """
-    from distributed import as_completed
-
     from qdlab.campaign.cluster import open_client
 
     t0 = time.perf_counter()
@@ -164,7 +228,6 @@ def run_campaign(spec: CampaignSpec, *, workers: int | None = None, scheduler: s
     todo_keys = {t.key for t in todo}
     parents_done = {t.parent for t in todo if t.parent and t.parent not in todo_keys}
     resumed = {k: row_summary(store.get(k, with_atoms=False)) for k in parents_done}
-    files = str(store.files)
     client, cl = open_client(spec.execution, workers=workers, scheduler=scheduler, cluster=cluster)
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or (workers or spec.execution.workers))
@@ -172,55 +235,8 @@ def run_campaign(spec: CampaignSpec, *, workers: int | None = None, scheduler: s
         if log:
             log(f"campaign {spec.name}: {len(todo)} of {len(tasks)} tasks to run on {n_workers} worker(s); "
                 f"store {redact(spec.store)}")
-        futures: dict[str, object] = {}
-        owner: dict[str, Task] = {}
-        units: list = []
-        for t in todo:
-            td = t.to_dict()
-            parent = futures.get(t.parent) if t.parent else None
-            if t.parent and parent is None:
-                parent = resumed.get(t.parent)
-            k = n_chunks(t, n_workers)
-            chunks = None
-            if k > 1:
-                chunks = [client.submit(phonon_chunk, td, parent, files, j0, j1, pure=False,
-                                        key=f"chunk-{t.step}-{t.key[:16]}-{j0}")
-                          for j0, j1 in chunk_ranges(6 * t.n_atoms, k)]
-                units += chunks
-            fut = client.submit(run_task, td, parent, spec.store, files, chunks, pure=False,
-                                key=f"{t.step}-{t.key}")
-            futures[t.key] = fut
-            owner[fut.key] = t
-            units.append(fut)
-        total = len(units)
-        n = 0
-        if progress:
-            progress(0, total, None)
-        for fut in as_completed(units):
-            n += 1
-            summary = None
-            t = owner.get(fut.key)
-            if t is not None:
-                if fut.status == "error":
-                    err = fut.exception()
-                    summary = {"key": t.key, "step": t.step, "status": FAILED,
-                               "error": f"{type(err).__name__}: {' '.join(str(err).split())}"}
-                    try:  # the worker died before it could record the failure
-                        record(store, t.to_dict(), FAILED, None, {}, {}, summary["error"], 0.0)
-                    except Exception:
-                        pass
-                else:
-                    summary = fut.result()
-                if summary["status"] == DONE:
-                    result.n_done += 1
-                else:
-                    result.n_failed += 1
-                    result.failures.append({"step": t.step, **t.labels, "key": t.key, "error": summary.get("error")})
-                    if log:
-                        log(f"failed: {t.step} {t.labels.get('composition')} {t.labels.get('size')} "
-                            f"{t.labels.get('passivation')}: {summary.get('error')}")
-            if progress:
-                progress(n, total, summary)
+        units, owner = _submit(client, spec, todo, resumed, str(store.files), n_workers)
+        _collect(units, owner, store, result, progress, log)
     finally:
         client.close()
         if cl is not None:

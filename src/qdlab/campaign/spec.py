@@ -50,8 +50,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from qdlab.engines.spec import EngineSpec, file_hash  # noqa: F401  (engine settings: one model, qdlab.engines)
 from qdlab.errors import QdlabError
 from qdlab.store.results import content_hash
+from qdlab.workflows.phonons import PhononSettings
+from qdlab.workflows.relax import RelaxSettings
 
 #: bump when a workflow's meaning changes so that old results are not reused
 TASK_SCHEMA = 1
@@ -61,70 +64,25 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# -- engines -----------------------------------------------------------------------------------
-class EngineSpec(_Model):
-    """Keyword arguments of :func:`qdlab.engines.get_calculator` (``device``: cpu | cuda | auto)."""
-
-    name: str = "chgnet"
-    model: str | None = None
-    checkpoint: str | None = None
-    device: str = "cpu"
-    d3: bool = False
-    options: dict[str, Any] = Field(default_factory=dict, description="extra engine constructor options")
-
-    def calculator_kwargs(self) -> dict:
-        """Arguments for ``get_calculator`` (one thread per worker)."""
-        return {"name": self.name, "model": self.model, "checkpoint": self.checkpoint, "device": self.device,
-                "d3": self.d3, "threads": 1, **self.options}
-
-    def identity(self) -> dict:
-        """What identifies the engine in a task key: name, model, device-independent settings and
-        the checkpoint file's content hash (a retrained model changes the key)."""
-        d = self.model_dump(exclude={"device"})
-        if self.checkpoint and Path(self.checkpoint).is_file():
-            d["checkpoint"] = file_hash(self.checkpoint)
-        return d
-
-
-def file_hash(path: str | os.PathLike, length: int = 24) -> str:
-    """SHA-256 of a file's bytes (hex, first ``length`` characters)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:length]
-
-
 # -- workflow steps ----------------------------------------------------------------------------
 class _Step(_Model):
     name: str | None = Field(None, description="step name (default: the workflow name)")
     after: str | None = Field(None, description="the step whose output this one takes (default: the previous)")
 
 
-class RelaxStep(_Step):
-    """Relaxation (SCIENCE.md §4): optimizer, fmax (eV/Å), max steps; ``rattle_A``: seeded Gaussian
-    displacement (Å) applied first so that the optimiser can leave the cubic cut's saddle point."""
+class RelaxStep(_Step, RelaxSettings):
+    """Relaxation (SCIENCE.md §4): :class:`qdlab.workflows.relax.RelaxSettings` (the rattle's seed
+    defaults to the recipe's)."""
 
     workflow: Literal["relax"] = "relax"
-    optimizer: Literal["lbfgs", "fire", "bfgs"] = "lbfgs"
-    fmax: float = Field(0.01, gt=0)
-    steps: int = Field(1000, ge=0)
-    rattle_A: float = Field(0.02, ge=0)
-    fix: str | None = None
 
 
-class PhononStep(_Step):
-    """Γ-point phonons by central differences (±``delta`` Å, 6N force calls) or the engine's
-    analytic Hessian. ``chunk``: displacements per sub-task (None: automatic, 0: never split)."""
+class PhononStep(_Step, PhononSettings):
+    """Γ-point phonons (:class:`qdlab.workflows.phonons.PhononSettings`); ``chunk``: displacements
+    per sub-task (None: automatic, 0: never split)."""
 
     workflow: Literal["phonons"] = "phonons"
-    delta: float = Field(0.01, gt=0)
-    method: Literal["fd", "analytic"] = "fd"
     chunk: int | None = Field(None, ge=0)
-    batch: int | None = Field(None, ge=1, description="displacements per engine call (batched engines)")
-    sigma_cm1: float = Field(3.0, gt=0, description="Gaussian smearing of the DOS, cm⁻¹")
 
 
 class PeaksStep(_Step):
@@ -144,19 +102,39 @@ class PeaksStep(_Step):
         return {k: [r[0], r[1], r[2] if len(r) == 3 else None] for k, r in v.items()} if v else v
 
 
-class MDStep(_Step):
-    """Molecular dynamics (:class:`qdlab.workflows.md.MDSettings`; seed default: the recipe's)."""
+class _MDStepBase(_Step):
+    """Checks the MD settings with :meth:`qdlab.workflows.md.MDSettings.validate` (bounds in one place)."""
 
-    workflow: Literal["md"] = "md"
-    ensemble: Literal["langevin", "baoab", "csvr", "nve"] = "langevin"
-    temperature_K: float = Field(300.0, ge=0)
-    timestep_fs: float = Field(1.0, gt=0, le=10)
-    steps: int = Field(1000, ge=1)
-    interval: int = Field(50, ge=1)
-    friction_ps: float = Field(20.0, gt=0)
-    taut_fs: float = Field(100.0, gt=0)
-    freeze: str | None = None
-    seed: int | None = None
+    @model_validator(mode="after")
+    def _valid(self):
+        from qdlab.workflows.md import MDSettings
+
+        fields = self.model_dump(exclude={"name", "after", "workflow"})
+        try:
+            MDSettings(**(fields | {"seed": fields["seed"] or 0})).validate()
+        except QdlabError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+def _md_step() -> type[_Step]:
+    """The campaign's MD step: the fields and defaults of :class:`qdlab.workflows.md.MDSettings`
+    (not repeated here), the seed defaulting to the recipe's."""
+    import dataclasses
+    import typing
+
+    from pydantic import create_model
+
+    from qdlab.workflows.md import MDSettings
+
+    hints = typing.get_type_hints(MDSettings)
+    fields: dict[str, Any] = {f.name: (hints[f.name], f.default) for f in dataclasses.fields(MDSettings)}
+    fields["seed"] = (int | None, None)
+    return create_model("MDStep", __base__=_MDStepBase, __doc__="Molecular dynamics (:class:`qdlab.workflows.md."
+                        "MDSettings`; seed default: the recipe's).", workflow=(Literal["md"], "md"), **fields)
+
+
+MDStep = _md_step()
 
 
 class RMSFStep(_Step):
@@ -490,6 +468,8 @@ def expand(spec: CampaignSpec, *, check_engines: bool = True) -> list[Task]:
         keys: dict[str, tuple[str, str]] = {}
         for name, after, step in spec.chain():
             settings = step.model_dump(exclude={"name", "after", "workflow"})
+            if step.workflow == "relax" and settings.get("seed") is None:
+                settings.pop("seed")  # the recipe's seed (and the task keys of specs without one)
             if step.workflow == "md" and settings.get("seed") is None:
                 settings["seed"] = int(recipe.get("seed", 0))
             parent_key, parent_wf = keys[after] if after is not None else (None, None)

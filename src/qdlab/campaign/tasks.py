@@ -5,8 +5,8 @@ arrays under ``files/<key[:2]>/<key>/`` and records the result (or the error) as
 results store; it never raises, and returns a small summary dict (``key``, ``status``,
 ``results``, ``files``, ``error``, ``seconds``) that child steps take as their ``parent``.
 ``phonon_chunk`` computes the forces of a range of finite-difference displacements of a large
-phonon job into its own checkpoint file (the record format of :mod:`qdlab.workflows.phonons`); the
-phonon step then merges the chunk files into that module's ``hessian.ckpt`` and resumes from it.
+phonon job (:func:`qdlab.workflows.phonons.evaluate_chunk`); the phonon step then resumes the
+task's Hessian checkpoint, which holds the chunks (the campaign never reads the record files).
 
 Everything a worker needs is in the arguments: the store URL, the files folder (shared between
 the machines of a cluster), the recipe, the engine settings and the step settings.
@@ -49,10 +49,9 @@ def calculator(engine: dict):
     key = canonical_json(engine)
     if key not in _CALCS:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        from qdlab.campaign.spec import EngineSpec
-        from qdlab.engines import get_calculator
+        from qdlab.engines.spec import EngineSpec
 
-        _CALCS[key] = get_calculator(**EngineSpec.model_validate(engine).calculator_kwargs())
+        _CALCS[key] = EngineSpec.model_validate(engine).calculator(threads=1)
     return _CALCS[key]
 
 
@@ -118,15 +117,11 @@ def input_structure(task: dict, parent: dict | None, files: str) -> Atoms:
 # -- workflows ---------------------------------------------------------------------------------
 def _relax(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:
     from qdlab.store.files import write_atoms
-    from qdlab.workflows.relax import relax
+    from qdlab.workflows.relax import RelaxSettings, run_relax
 
-    s = task["settings"]
+    settings = RelaxSettings.model_validate({"seed": int(task["recipe"].get("seed", 0))} | task["settings"])
     atoms = input_structure(task, parent, files)
-    if s["rattle_A"] > 0:
-        rng = np.random.default_rng(int(task["recipe"].get("seed", 0)))
-        atoms.positions += rng.normal(0.0, s["rattle_A"], atoms.positions.shape)
-    res = relax(atoms, calculator(task["engine"]), optimizer=s["optimizer"], fmax=s["fmax"], steps=s["steps"],
-                fix=s.get("fix"), trajectory=out / "relax.traj")
+    res = run_relax(atoms, calculator(task["engine"]), settings, trajectory=out / "relax.traj")
     relaxed = res.atoms
     relaxed.constraints = []
     write_atoms(out / "relaxed.extxyz", relaxed)
@@ -137,116 +132,39 @@ def _relax(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atom
                               "trajectory": rel(files, out / "relax.traj")}
 
 
-def phonon_engine_name(task: dict) -> str:
-    """The engine label in the phonon checkpoint key (settings that change the forces)."""
-    return canonical_json({k: task["engine"].get(k) for k in ("name", "model", "checkpoint", "d3", "options")})
+def _phonon_plan(task: dict, atoms: Atoms):
+    from qdlab.engines.spec import EngineSpec
+    from qdlab.workflows.phonons import plan_displacements
+
+    return plan_displacements(atoms, task["settings"]["delta"], EngineSpec.model_validate(task["engine"]))
 
 
-def chunk_ranges(n_jobs: int, n_chunks: int) -> list[tuple[int, int]]:
-    """Split displacement jobs 0..n_jobs-1 into ``n_chunks`` contiguous [j0, j1) ranges."""
-    n_chunks = max(1, min(n_chunks, n_jobs))
-    edges = np.linspace(0, n_jobs, n_chunks + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
-
-
-def _read_records(path: Path, n_atoms: int) -> dict[int, np.ndarray]:
-    """Complete (index, forces) records of a phonon checkpoint file, read-only (a record being
-    appended by another process is ignored, never truncated)."""
-    rec = 8 + 8 * 3 * n_atoms
-    if not path.exists():
-        return {}
-    data = path.read_bytes()
-    n_full = len(data) // rec
-    buf = np.frombuffer(data[: n_full * rec], np.uint8).reshape(n_full, rec)
-    idx = buf[:, :8].copy().view(np.int64).ravel()
-    forces = buf[:, 8:].copy().view(np.float64).reshape(n_full, n_atoms, 3)
-    return {int(i): f for i, f in zip(idx, forces)}
-
-
-def _chunk_folder(files: str, task: dict) -> Path:
-    return task_dir(files, task["key"]) / "chunks"
-
-
-def _done_in_chunks(folder: Path, key: str, n_atoms: int, skip: Path | None = None) -> dict[int, np.ndarray]:
-    done: dict[int, np.ndarray] = {}
-    for p in sorted(folder.glob("chunk_*.ckpt")):
-        if p == skip:
-            continue
-        meta = p.with_suffix(p.suffix + ".json")
-        if meta.exists() and json.loads(meta.read_text()).get("key") == key:
-            done.update(_read_records(p, n_atoms))
-    return done
+def phonon_plan(task: dict, parent: dict | None, files: str):
+    """The displacement plan of a phonon task (its input structure, δ and engine)."""
+    return _phonon_plan(task, input_structure(task, parent, files))
 
 
 def phonon_chunk(task: dict, parent: dict, files: str, j0: int, j1: int) -> dict:
-    """Forces of displacement jobs ``j0 ≤ j < j1`` (job j = 2·(3i+k) + (0: +δ, 1: −δ)) of a phonon
-    task, appended one record at a time to ``chunks/chunk_<j0>_<j1>.ckpt`` (resumable; jobs already
-    in any chunk file are skipped). Never raises: returns ``{status, done, seconds[, error]}``."""
+    """Forces of displacement jobs ``j0 ≤ j < j1`` of a phonon task into their chunk of the task's
+    Hessian checkpoint (:func:`qdlab.workflows.phonons.evaluate_chunk`; resumable). Never raises:
+    returns ``{status, done, computed, seconds[, error]}``."""
     t0 = time.perf_counter()
     try:
         if task["parent"] is not None and (parent is None or parent.get("status") != DONE):
             raise QdlabError(f"parent step failed: {(parent or {}).get('error', 'no result')}")
-        from qdlab.workflows.phonons import DisplacementCheckpoint, checkpoint_key, displacements
+        from qdlab.workflows.phonons import evaluate_chunk
 
-        atoms = input_structure(task, parent, files)
-        delta = task["settings"]["delta"]
-        key = checkpoint_key(atoms, delta, phonon_engine_name(task))
-        folder = _chunk_folder(files, task)
-        path = folder / f"chunk_{j0:06d}_{j1:06d}.ckpt"
-        ck = DisplacementCheckpoint(path, key, len(atoms))
-        done = ck.load()
-        done.update(_done_in_chunks(folder, key, len(atoms), skip=path))
-        jobs = displacements(atoms, delta, jobs=[j for j in range(j0, min(j1, 6 * len(atoms))) if j not in done])
-        if jobs:
-            calc = calculator(task["engine"])
-            batch = task["settings"].get("batch")
-            step = batch if batch and batch > 1 and hasattr(calc, "get_forces_batch") else 1
-            for b in range(0, len(jobs), step):
-                part = jobs[b:b + step]
-                if step > 1:
-                    forces = calc.get_forces_batch([a for _, a in part])
-                else:
-                    part[0][1].calc = calc
-                    forces = [part[0][1].get_forces()]
-                for (j, _), f in zip(part, forces):
-                    f = np.asarray(f, float)
-                    if not np.all(np.isfinite(f)):
-                        raise QdlabError(f"engine returned non-finite forces for displacement {j}")
-                    ck.append(j, f)
-        return {"status": DONE, "done": j1 - j0, "computed": len(jobs), "seconds": time.perf_counter() - t0}
+        plan = phonon_plan(task, parent, files)
+        rep = evaluate_chunk(plan, task_dir(files, task["key"]) / "hessian.ckpt", j0, j1,
+                             lambda: calculator(task["engine"]), batch_size=task["settings"].get("batch"))
+        return {"status": DONE, "done": rep.n_jobs, "computed": rep.computed, "seconds": time.perf_counter() - t0}
     except Exception as exc:  # recorded by the phonon step that waits for this chunk
         return {"status": FAILED, "error": _one_line(exc), "seconds": time.perf_counter() - t0}
 
 
-def _merge_chunks(task: dict, files: str, atoms: Atoms, out: Path) -> None:
-    """Merge the chunk checkpoints into ``hessian.ckpt`` (the phonon module's format and key)."""
-    from qdlab.workflows.phonons import DisplacementCheckpoint, checkpoint_key
-
-    delta = task["settings"]["delta"]
-    key = checkpoint_key(atoms, delta, phonon_engine_name(task))
-    done = _done_in_chunks(_chunk_folder(files, task), key, len(atoms))
-    if len(done) < 6 * len(atoms):
-        raise QdlabError(f"only {len(done)} of {6 * len(atoms)} displacements were computed")
-    ck = DisplacementCheckpoint(out / "hessian.ckpt", key, len(atoms))
-    have = ck.load()
-    missing = sorted(set(done) - set(have))
-    if missing:
-        with open(ck.path, "ab") as fh:
-            fh.write(b"".join(np.int64(j).tobytes() + np.ascontiguousarray(done[j], np.float64).tobytes()
-                              for j in missing))
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
-class _NoEngine:
-    """Stands in for the engine once every displacement is in the checkpoint (never called)."""
-
-    def get_forces(self, *args, **kwargs):  # pragma: no cover - guarded by the completeness check
-        raise QdlabError("phonon checkpoint incomplete")
-
-
 def _phonons(task: dict, parent: dict | None, files: str, out: Path, chunks: list[dict] | None
              ) -> tuple[Atoms, dict, dict]:
+    from qdlab.engines.spec import EngineSpec
     from qdlab.store.files import write_atoms
     from qdlab.workflows.phonon_io import write_phonon_outputs
     from qdlab.workflows.phonons import phonons
@@ -257,20 +175,16 @@ def _phonons(task: dict, parent: dict | None, files: str, out: Path, chunks: lis
     failed = [c for c in (chunks or []) if c.get("status") != DONE]
     if failed:
         raise QdlabError(f"{len(failed)} displacement chunk(s) failed: {failed[0].get('error')}")
-    if chunks:
-        _merge_chunks(task, files, atoms, out)
-        calc = _NoEngine()
-    else:
-        calc = calculator(task["engine"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # imaginary modes are counted in the results
-        res = phonons(atoms, calc, s["delta"], method=s["method"], checkpoint=out / "hessian.ckpt",
-                      engine_name=phonon_engine_name(task), batch_size=s.get("batch"))
+        res = phonons(atoms, None if chunks else calculator(task["engine"]), s["delta"], method=s["method"],
+                      checkpoint=out / "hessian.ckpt", engine_spec=EngineSpec.model_validate(task["engine"]),
+                      batch_size=s.get("batch"))
     summary = write_phonon_outputs(atoms, res, out, sigma_cm1=s["sigma_cm1"], phonopy_export=False,
                                    title=f"{task['labels'].get('passivation', '')} {atoms.get_chemical_formula()}")
     results = {"n_modes": res.n_modes, "n_imaginary": res.n_imaginary, "lowest_cm1": summary["lowest_cm1"],
                "highest_cm1": summary["highest_cm1"], "force_calls": 6 * len(atoms) if s["method"] == "fd" else 0,
-               "n_chunks": len(chunks or []),
+               "n_chunks": len(chunks or []), "displacements_reused": res.displacements_reused,
                "engine_seconds": res.seconds_in_engine + sum(c.get("seconds", 0.0) for c in chunks or [])}
     results |= {f"{k}_cm1": v for k, v in summary["peaks_cm1"].items()}
     names = {"phonons": "phonons.npz", "dos": "dos.csv", "pdos": "pdos.csv", "frequencies": "frequencies.csv",
@@ -281,17 +195,14 @@ def _phonons(task: dict, parent: dict | None, files: str, out: Path, chunks: lis
 def _peaks(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:
     from ase.io import read
 
-    from qdlab.analysis.dos import CSPBBR3_REGIONS, label_selections, mode_peaks, phonon_dos
-    from qdlab.workflows.phonon_io import save_dos_csv, save_peaks
+    from qdlab.workflows.phonon_io import dos_and_peaks, save_dos_csv, save_peaks
+    from qdlab.workflows.phonons import PhononResult
 
     s = task["settings"]
     atoms = read(_parent_file(parent, files, "structure"), format="extxyz")
-    with np.load(_parent_file(parent, files, "phonons")) as z:
-        freqs, modes = z["frequencies_cm1"], z["modes"]
-    sel = label_selections(atoms, "role" if "role" in atoms.arrays else "element")
-    dos = phonon_dos(freqs, modes, sel, sigma_cm1=s["sigma_cm1"])
-    missing: dict[str, str] = {}
-    peaks = mode_peaks(dos, s.get("regions") or CSPBBR3_REGIONS, missing=missing)
+    ph = PhononResult.load(_parent_file(parent, files, "phonons"))
+    dos, peaks, missing = dos_and_peaks(atoms, ph.frequencies_cm1, ph.modes, sigma_cm1=s["sigma_cm1"],
+                                        regions=s.get("regions"))
     save_dos_csv(dos, out / "dos.csv", out / "pdos.csv")
     save_peaks(peaks, out / "peaks.json", out / "peaks.csv")
     results: dict[str, Any] = {f"{k}_cm1": p.centre_cm1 for k, p in peaks.items()}
@@ -326,14 +237,13 @@ def _rmsf(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms
     s = task["settings"]
     frames = read_frames(_parent_file(parent, files, "trajectory"))
     r = rmsf(frames, align=s["align"], skip_ps=s["skip_ps"] or None, bin_width=s["bin_width_A"])
-    depth = r.depth if r.depth is not None else np.full(len(r.rmsf_A), -2)
-    np.savez_compressed(out / "rmsf.npz", rmsf_A=r.rmsf_A, symbols=np.asarray(r.symbols, str), depth=depth)
+    r.save(out)
     results: dict[str, Any] = {"n_frames": r.n_frames}
     for el, st in r.by_element.items():
         results[f"rmsf_{el}_mean_A"] = st.mean_A
         results[f"rmsf_{el}_std_A"] = st.std_A
     results["rmsf_by_depth_A"] = {el: {str(d): st.mean_A for d, st in v.items()} for el, v in r.by_depth.items()}
-    return frames[-1], results, {"rmsf": rel(files, out / "rmsf.npz")}
+    return frames[-1], results, {"rmsf": rel(files, out / "rmsf.csv"), "rmsf_summary": rel(files, out / "rmsf.json")}
 
 
 def _rdf(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:
@@ -397,6 +307,7 @@ def run_task(task: dict, parent: dict | None, store: str, files: str, chunks: li
     summary = {"key": task["key"], "step": task["step"], "workflow": task["workflow"], "status": FAILED,
                "results": {}, "files": {}, "error": None, "seconds": 0.0, "written": False}
     atoms = None
+    rs = None
     try:
         rs = ResultStore(store, files)
         if task["parent"] is not None and (parent is None or parent.get("status") != DONE):
@@ -412,6 +323,8 @@ def run_task(task: dict, parent: dict | None, store: str, files: str, chunks: li
         summary["error"] = _one_line(exc)
         summary["traceback"] = traceback.format_exc(limit=6)
     summary["seconds"] = time.perf_counter() - t0
+    if rs is None:  # the store could not be opened: report why, the client records it if it can
+        return summary
     try:
         summary["written"] = record(rs, task, summary["status"], atoms, summary["results"], summary["files"],
                                     summary["error"], summary["seconds"], summary.get("traceback"))

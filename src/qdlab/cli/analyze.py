@@ -15,15 +15,15 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
+from qdlab.cli.common import JSON_OPT, AliasGroup, console, emit_json, guarded
 from qdlab.errors import QdlabError
 
 analyze_app = typer.Typer(help="Trajectory analyses: RDF, ADF, RMSF, vibrational DOS, carboxylate binding geometry.",
-                          no_args_is_help=True)
+                          no_args_is_help=True, cls=AliasGroup)
 
 TRAJ_ARG = typer.Argument(..., help="Trajectory file (ASE .traj, extended XYZ, anything ase.io.read reads).")
-OUT_OPT = typer.Option(Path("analysis_out"), "--out", "-o", help="Output folder.")
-SKIP_OPT = typer.Option(None, "--skip", help="Discard the first PS picoseconds (needs info['time_fs'] in the frames).")
+OUT_OPT = typer.Option(Path("analysis_out"), "--output", "-o", help="Output folder.")
+SKIP_OPT = typer.Option(None, "--skip-ps", help="Discard the first PS picoseconds, ps (needs info['time_fs'] in the frames).")
 SKIP_FRAMES_OPT = typer.Option(0, "--skip-frames", help="Discard the first N frames.")
 STRIDE_OPT = typer.Option(1, "--stride", help="Keep every K-th frame after the skip.")
 LABELS_OPT = typer.Option(None, "--labels", help="Model file (extended XYZ) with the per-atom labels, for .traj input.")
@@ -64,6 +64,10 @@ def _finish(out: Path, name: str, summary: dict, csv: str, plot, as_json: bool, 
     if as_json:
         emit_json(summary)
         return
+    _table(name, out, rows)
+
+
+def _table(name: str, out: Path, rows: list[tuple[str, str]]) -> None:
     table = Table(title=f"{name} → {out}", show_header=False)
     for k, v in rows:
         table.add_row(k, v)
@@ -155,17 +159,15 @@ def rmsf_cmd(traj: Path = TRAJ_ARG,
 
     t = _load(traj, skip, skip_frames, stride, labels, as_json)
     res = rmsf(t, mass_weighted=mass_weighted, reference=reference, fit_selection=fit)
-    depth = res.depth if res.depth is not None else np.full(len(res.rmsf_A), -99)
-    z = t.numbers
-    cols = {"index": np.arange(len(z)), "Z": z, "depth": depth, "rmsf_A": res.rmsf_A}
-    csv = "index,element,Z,depth,rmsf_A\n" + "".join(
-        f"{i},{s},{k},{d},{r:.8g}\n" for i, s, k, d, r in zip(cols["index"], res.symbols, z, depth, res.rmsf_A))
-    summary = _frames_info(t) | {
-        "reference": res.reference, "mass_weighted": res.mass_weighted,
-        "by_element": {str(e): vars(s) for e, s in res.by_element.items()},
-        "by_depth": {str(e): {str(d): vars(s) for d, s in layers.items()} for e, layers in res.by_depth.items()}}
+    summary = _frames_info(t) | res.to_dict()
+    summary |= {"files": [str(out / f"rmsf.{x}") for x in ("csv", "json", "png")]}
+    res.save(out, summary)
+    plot_rmsf(res, out / "rmsf.png")
+    if as_json:
+        emit_json(summary)
+        return
     rows = [(str(e), f"{s.mean_A:.3f} ± {s.std_A:.3f} Å ({s.n_atoms} atoms)") for e, s in res.by_element.items()]
-    _finish(out, "rmsf", summary, csv, lambda p: plot_rmsf(res, p), as_json, rows)
+    _table("rmsf", out, rows)
 
 
 @analyze_app.command("vdos")

@@ -194,10 +194,10 @@ def _job_options(partition: str | None, nodes: int, ntasks: int, walltime: str, 
 
 @export_app.command("vasp")
 @guarded
-def export_vasp_cmd(models: list[Path] = _MODELS_ARG, out: Path = typer.Option(Path("vasp_inputs"), "--out", "-o"),
+def export_vasp_cmd(models: list[Path] = _MODELS_ARG, out: Path = typer.Option(Path("vasp_inputs"), "--output", "-o", help="Output folder."),
                     settings: list[str] = _SET_OPT,
                     partition: str = typer.Option(None, "--partition"), nodes: int = typer.Option(1, "--nodes"),
-                    ntasks: int = typer.Option(32, "--ntasks"), walltime: str = typer.Option("24:00:00", "--walltime"),
+                    ntasks: int = typer.Option(32, "--ntasks"), walltime: str = typer.Option("24:00:00", "--walltime", help="Job wall time, HH:MM:SS."),
                     account: str = typer.Option(None, "--account"),
                     command: str = typer.Option(None, "--command", help="How to launch VASP (default: srun vasp_gam)."),
                     as_json: bool = JSON_OPT) -> None:
@@ -207,10 +207,10 @@ def export_vasp_cmd(models: list[Path] = _MODELS_ARG, out: Path = typer.Option(P
 
 @export_app.command("cp2k")
 @guarded
-def export_cp2k_cmd(models: list[Path] = _MODELS_ARG, out: Path = typer.Option(Path("cp2k_inputs"), "--out", "-o"),
+def export_cp2k_cmd(models: list[Path] = _MODELS_ARG, out: Path = typer.Option(Path("cp2k_inputs"), "--output", "-o", help="Output folder."),
                     settings: list[str] = _SET_OPT,
                     partition: str = typer.Option(None, "--partition"), nodes: int = typer.Option(1, "--nodes"),
-                    ntasks: int = typer.Option(32, "--ntasks"), walltime: str = typer.Option("24:00:00", "--walltime"),
+                    ntasks: int = typer.Option(32, "--ntasks"), walltime: str = typer.Option("24:00:00", "--walltime", help="Job wall time, HH:MM:SS."),
                     account: str = typer.Option(None, "--account"),
                     command: str = typer.Option(None, "--command", help="How to launch CP2K (default: srun cp2k.psmp)."),
                     as_json: bool = JSON_OPT) -> None:
@@ -240,9 +240,9 @@ def import_cmd(paths: list[Path] = typer.Argument(..., help="vasprun.xml / OUTCA
 
 @guarded
 def reproduce_cmd(target: str = typer.Argument(..., help="seed000-fig5 | seed000-fig7 | seed004-rmsf-depth | list"),
-                  out: Path = typer.Option(Path("reproduce_out"), "--out", "-o", help="Folder for store and report."),
+                  out: Path = typer.Option(Path("reproduce_out"), "--output", "-o", help="Folder for store and report."),
                   sizes: str = typer.Option(None, "--sizes", help="Cube sizes n, e.g. 1,2 (default: the paper's)."),
-                  engine: str = typer.Option("chgnet", "--engine"),
+                  engine: str = typer.Option("chgnet", "--engine", "-e", help="Engine of every step: chgnet | sevenn | classical | ..."),
                   workers: int = typer.Option(2, "--workers", "-w"),
                   scheduler: str = SCHED_OPT, store: str = STORE_OPT,
                   quick: bool = typer.Option(False, "--quick", help="Short relaxations/MD (tests, laptops)."),

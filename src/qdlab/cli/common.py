@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 from pydantic import ValidationError
 from rich.console import Console
 
@@ -50,3 +51,19 @@ def emit_json(obj: Any) -> None:
 
 
 JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+#: old option spellings still accepted but not shown (the README and tests of other modules use them)
+HIDDEN_ALIASES = {"--out": "--output", "--skip": "--skip-ps"}
+
+
+def _alias(arg: str) -> str:
+    name, sep, value = arg.partition("=")
+    return HIDDEN_ALIASES.get(name, name) + sep + value if name in HIDDEN_ALIASES else arg
+
+
+class AliasGroup(TyperGroup):
+    """A command group that rewrites :data:`HIDDEN_ALIASES` before its subcommands parse (the root
+    group, and groups used on their own: analyze, pl)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, [_alias(a) for a in args])

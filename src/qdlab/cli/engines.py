@@ -13,12 +13,21 @@ from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
 app = typer.Typer(help="Energy engines (ASE calculators).", no_args_is_help=True)
 
 ENGINE_OPT = typer.Option("chgnet", "--engine", "-e", help="chgnet | sevenn | mattersim | classical | xtb | cp2k")
-MODEL_OPT = typer.Option(None, "--model", "--method",
+MODEL_OPT = typer.Option(None, "--model",
                          help="Pretrained model (0.3.0, 7net-0, GFN2-xTB) or a file: checkpoint / LJ parameter JSON|TOML.")
 CKPT_OPT = typer.Option(None, "--checkpoint", help="Model checkpoint file (fine-tuned or MatterSim).")
 DEVICE_OPT = typer.Option("cpu", "--device", help="cpu | cuda | auto")
 THREADS_OPT = typer.Option(None, "--threads", help="Torch threads (default: leave as set by OMP_NUM_THREADS).")
 D3_OPT = typer.Option(False, "--d3", help="Add D3(BJ) dispersion (dftd3 package).")
+
+
+def engine_spec(engine: str, model: str | None = None, checkpoint: str | None = None, device: str = "cpu",
+                threads: int | None = None, d3: bool = False):
+    """The :class:`qdlab.engines.spec.EngineSpec` of the engine options (one object for the CLI,
+    the campaign and the checkpoints)."""
+    from qdlab.engines.spec import EngineSpec
+
+    return EngineSpec(name=engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
 
 
 @app.command("list")
@@ -39,13 +48,26 @@ def list_(as_json: bool = JSON_OPT) -> None:
     Console().print(table)
 
 
+def _relax_default(name: str):
+    from qdlab.workflows.relax import RelaxSettings
+
+    return RelaxSettings.model_fields[name].default
+
+
+FMAX_OPT = typer.Option(_relax_default("fmax"), "--fmax", help="Force convergence, eV/Å.")
+RATTLE_OPT = typer.Option(_relax_default("rattle_A"), "--rattle",
+                          help="Seeded Gaussian displacement before relaxing, Å (0: none; as the campaign's relax step).")
+SEED_OPT = typer.Option(0, "--seed", help="Seed of the rattle.")
+
+
 @guarded
 def relax_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output", help="Relaxed structure (extxyz)."),
               engine: str = ENGINE_OPT, model: str = MODEL_OPT, checkpoint: str = CKPT_OPT, device: str = DEVICE_OPT,
               threads: int = THREADS_OPT, d3: bool = D3_OPT,
-              optimizer: str = typer.Option("lbfgs", "--optimizer", help="lbfgs | fire | bfgs"),
-              fmax: float = typer.Option(0.05, "--fmax", help="Force convergence, eV/Å."),
-              steps: int = typer.Option(500, "--steps", help="Maximum optimizer steps."),
+              optimizer: str = typer.Option(_relax_default("optimizer"), "--optimizer", help="lbfgs | fire | bfgs"),
+              fmax: float = FMAX_OPT,
+              steps: int = typer.Option(_relax_default("steps"), "--steps", help="Maximum optimizer steps."),
+              rattle: float = RATTLE_OPT, seed: int = SEED_OPT,
               fix: str = typer.Option(None, "--fix", help="Freeze a selection, e.g. 'depth>=2', 'role=B'."),
               trajectory: Path = typer.Option(None, "--trajectory", help="ASE .traj written each step (restart point)."),
               restart: bool = typer.Option(True, "--restart/--no-restart", help="Resume from the trajectory's last frame."),
@@ -53,24 +75,23 @@ def relax_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output"
     """Relax a structure (L-BFGS by default) with any engine; resumable from its trajectory."""
     from ase.io import read
 
-    from qdlab.engines import get_calculator
     from qdlab.store.files import write_atoms
-    from qdlab.workflows.relax import relax
+    from qdlab.workflows.relax import RelaxSettings, run_relax
 
+    settings = RelaxSettings(optimizer=optimizer, fmax=fmax, steps=steps, rattle_A=rattle, seed=seed, fix=fix)
     atoms = read(structure)
-    calc = get_calculator(engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
+    calc = engine_spec(engine, model, checkpoint, device, threads, d3).calculator()
     traj = trajectory or output.with_suffix(".traj")
 
     def show(step: int, energy: float, fm: float) -> None:
         if not as_json:
             console.print(f"step {step:5d}  E = {energy:.6f} eV  fmax = {fm:.4f} eV/Å", highlight=False)
 
-    res = relax(atoms, calc, optimizer=optimizer, fmax=fmax, steps=steps, fix=fix, trajectory=traj,
-                restart=restart, callback=show)
+    res = run_relax(atoms, calc, settings, trajectory=traj, restart=restart, callback=show)
     write_atoms(output, res.atoms)
     info = {"output": str(output), "trajectory": str(traj), "converged": res.converged, "steps": res.steps,
             "energy_eV": res.energy_eV, "fmax_eV_A": res.fmax_eV_A, "n_fixed": res.n_fixed,
-            "restarted_from_step": res.restarted_from_step, "engine": engine}
+            "restarted_from_step": res.restarted_from_step, "engine": engine, "rattle_A": rattle, "seed": seed}
     if as_json:
         emit_json(info)
     else:
@@ -90,11 +111,10 @@ def single_cmd(structure: Path, engine: str = ENGINE_OPT, model: str = MODEL_OPT
     import numpy as np
     from ase.io import read
 
-    from qdlab.engines import get_calculator
     from qdlab.errors import QdlabError
 
     atoms = read(structure)
-    calc = get_calculator(engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
+    calc = engine_spec(engine, model, checkpoint, device, threads, d3).calculator()
     atoms.calc = calc
     t0 = time.perf_counter()
     energy = float(atoms.get_potential_energy())

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import typer
 
-from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
+from qdlab.cli.common import JSON_OPT, AliasGroup, console, emit_json, guarded
 from qdlab.errors import QdlabError
 
 plate_app = typer.Typer(help="High-throughput LARP plates: design a well map, generate and simulate the OT-2 protocol.",
                         no_args_is_help=True)
 pl_app = typer.Typer(help="Plate-reader PL spectra: import Gen5 exports, fit Gaussians, plot, model with SHAP.",
-                     no_args_is_help=True)
+                     no_args_is_help=True, cls=AliasGroup)
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -179,7 +179,7 @@ def fit_cmd(spectra: Path = typer.Argument(..., help="Tidy table or Gen5 export.
 @pl_app.command("plot")
 @guarded
 def plot_cmd(fits_file: Path = typer.Argument(..., help="Results table from `qdlab pl fit`."),
-             out: Path = typer.Option(Path("pl_plots"), "--out", help="Output folder."),
+             out: Path = typer.Option(Path("pl_plots"), "--output", "-o", help="Output folder."),
              spectra: Path = typer.Option(None, "--spectra", help="Tidy table or export, for the heatmaps."),
              wellmap: Path = WELLMAP_OPT,
              pair: str = typer.Option(None, "--pair", help="Only this ligand pair in the ratio map."),
@@ -256,7 +256,7 @@ def models_cmd(table: Path = typer.Argument(..., help="Synthesis table (CSV/Parq
                models: list[str] = typer.Option([], "--model", help="linear, random_forest, svr, mlp, gradient_boosting; repeatable."),
                seed: int = typer.Option(0, "--seed"), cv: int = typer.Option(5, "--cv", help="Cross-validation folds."),
                n_estimators: int = typer.Option(200, "--n-estimators"),
-               out: Path = typer.Option(Path("models_out"), "--out", help="Output folder."),
+               out: Path = typer.Option(Path("models_out"), "--output", "-o", help="Output folder."),
                as_json: bool = JSON_OPT) -> None:
     """Fit the regression models (seeded 80/20 split + CV), write the RMSE table, SHAP ranking and beeswarm."""
     import pandas as pd

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
-from qdlab.cli.engines import CKPT_OPT, D3_OPT, DEVICE_OPT, MODEL_OPT, THREADS_OPT
+from qdlab.cli.engines import CKPT_OPT, D3_OPT, DEVICE_OPT, MODEL_OPT, THREADS_OPT, engine_spec
 from qdlab.errors import QdlabError
 
 dataset_app = typer.Typer(help="Training data sets: collect frames, split, inspect (ASE database or extxyz).",
@@ -56,7 +56,7 @@ def _summary_table(summary, title: str) -> Table:
 def collect_cmd(sources: list[Path] = typer.Argument(..., help="Trajectories, rattled structures, MD snapshots, datasets."),
                 out: Path = typer.Option(..., "-o", "--output", help="Dataset: .db (ASE SQLite), a database URL, or .extxyz."),
                 every: int = typer.Option(1, "--every", help="Keep every n-th frame of each source."),
-                engine: str = typer.Option(None, "--engine", help="Who computed labels found in the sources (provenance)."),
+                engine: str = typer.Option(None, "--labelled-by", help="Engine that computed the labels found in the sources (provenance)."),
                 drop_labels: bool = typer.Option(False, "--drop-labels", help="Forget energies/forces found in the sources."),
                 dedup_tol: float = typer.Option(1e-4, "--dedup-tol",
                                                 help="Duplicates: every coordinate within this, Å (< 0: keep all)."),
@@ -122,12 +122,11 @@ def label_cmd(data: Path = typer.Argument(..., help="Frames to label (dataset or
               overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh instead of resuming."),
               as_json: bool = JSON_OPT) -> None:
     """Label frames with a reference engine; rerun the same command to resume after an interruption."""
-    from qdlab.engines import get_calculator
     from qdlab.store.db import read_frames
     from qdlab.workflows.label import label
 
     frames = read_frames(str(data))
-    calc = get_calculator(engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
+    calc = engine_spec(engine, model, checkpoint, device, threads, d3).calculator()
     settings = {"engine": engine, "model": model, "checkpoint": checkpoint, "d3": d3}
     with _bar("labelling", as_json) as bar:
         task = bar.add_task("label", total=len(frames))
@@ -263,11 +262,49 @@ def parity_cmd(args: list[str] = typer.Argument(..., metavar="MODEL... DATA",
         console.print(f"force RMSE ratio first/last: {doc['force_rmse_ratio_first_over_last']:.2f}")
 
 
+def _initial_labels(start_atoms: list, rattle_count: int, seed: int, ref_calc, reference: str, ref_settings: dict,
+                    out: Path, as_json: bool) -> list:
+    """Without --data: label ``rattle_count`` rattled copies of every start with the reference."""
+    from qdlab.build import rattle
+    from qdlab.store.db import read_frames
+    from qdlab.workflows.label import label
+
+    if rattle_count < 2:
+        raise QdlabError("--rattle-count must be ≥ 2 (train and validation frames)")
+    out.mkdir(parents=True, exist_ok=True)
+    rattled = [rattle(a, seed=seed + 1000 * j + c) for j, a in enumerate(start_atoms) for c in range(rattle_count)]
+    with _bar("initial labels", as_json) as bar:
+        task = bar.add_task("label", total=len(rattled))
+        label(rattled, ref_calc, out / "initial.db", engine=reference, settings=ref_settings,
+              progress=lambda d, t: bar.update(task, completed=d, total=t))
+    return read_frames(out / "initial.db", labelled=True)
+
+
+#: one console line per phase of a learning iteration: event → (iteration, info) → text
+_LEARN_LINES = {
+    "train": lambda k, i: f"iteration {k}: training member {i['member']} on {i['n_train']} frames ({i['n_val']} val)",
+    "trained": lambda k, i: (f"iteration {k}: val energy MAE {1000 * i['val_energy_mae_eV_atom']:.2f} meV/atom, "
+                             f"force RMSE {i['val_force_rmse_eV_A']:.4f} eV/Å"),
+    "explored": lambda k, i: (f"iteration {k}: MD {'stable' if i['stable'] else 'UNSTABLE'}; frames accurate "
+                              f"{i['accurate']}, candidates {i['candidate']}, failed {i['failed']}"),
+    "labelled": lambda k, i: f"iteration {k}: labelled {i['n_labelled']} ({i['n_failed']} failed), added {i['n_added']}",
+}
+
+
+def _learn_progress(as_json: bool):
+    """Print :data:`_LEARN_LINES` as the phases finish (nothing with --json)."""
+    def show(event: str, info: dict) -> None:
+        if not as_json and event in _LEARN_LINES:
+            console.print(_LEARN_LINES[event](info.get("iteration"), info), highlight=False)
+
+    return show
+
+
 @guarded
 def learn_cmd(starts: list[Path] = typer.Argument(..., help="MD starting structures."),
               out: Path = typer.Option(Path("learn_out"), "-o", "--output", help="Output folder (resumable)."),
               data: Path = typer.Option(None, "--data", help="Labelled initial dataset (default: label rattled starts)."),
-              rattle_count: int = typer.Option(8, "--rattle", help="Without --data: rattled copies per start to label."),
+              rattle_count: int = typer.Option(8, "--rattle-count", help="Without --data: rattled copies per start to label."),
               reference: str = typer.Option(..., "--reference", "-r", help="Reference engine (cp2k, xtb, classical, ...)."),
               reference_model: str = typer.Option(None, "--reference-model", help="Model/method/parameter file of the reference."),
               arch: str = typer.Option("chgnet", "--engine", "-e", help="Potential to fine-tune: chgnet | sevenn"),
@@ -294,18 +331,15 @@ def learn_cmd(starts: list[Path] = typer.Argument(..., help="MD starting structu
     """Concurrent learning (seed 001): committee → MD → select by force deviation → label → retrain."""
     from ase.io import read
 
-    from qdlab.build import rattle
-    from qdlab.engines import get_calculator
     from qdlab.engines.mlip import set_threads
     from qdlab.store.db import read_frames
     from qdlab.workflows.finetune import FinetuneSettings
-    from qdlab.workflows.label import label
     from qdlab.workflows.learn import LearnSettings, learn
     from qdlab.workflows.md import MDSettings
 
     set_threads(threads)
     start_atoms = [read(p) for p in starts]
-    ref_calc = get_calculator(reference, model=reference_model)
+    ref_calc = engine_spec(reference, reference_model).calculator()
     ref_settings = {"engine": reference, "model": reference_model}
     settings = LearnSettings(
         committee=committee, iterations=iterations, max_labels=max_labels, trust_lo_eV_A=trust_lo,
@@ -319,33 +353,8 @@ def learn_cmd(starts: list[Path] = typer.Argument(..., help="MD starting structu
     if data is not None:
         initial = read_frames(str(data), labelled=True)
     else:
-        if rattle_count < 2:
-            raise QdlabError("--rattle must be ≥ 2 (train and validation frames)")
-        out.mkdir(parents=True, exist_ok=True)
-        rattled = [rattle(a, seed=seed + 1000 * j + c) for j, a in enumerate(start_atoms) for c in range(rattle_count)]
-        with _bar("initial labels", as_json) as bar:
-            task = bar.add_task("label", total=len(rattled))
-            label(rattled, ref_calc, out / "initial.db", engine=reference, settings=ref_settings,
-                  progress=lambda d, t: bar.update(task, completed=d, total=t))
-        initial = read_frames(out / "initial.db", labelled=True)
-
-    def show(event: str, info: dict) -> None:
-        if as_json:
-            return
-        k = info.get("iteration")
-        if event == "train":
-            console.print(f"iteration {k}: training member {info['member']} on {info['n_train']} frames "
-                          f"({info['n_val']} val)", highlight=False)
-        elif event == "trained":
-            console.print(f"iteration {k}: val energy MAE {1000 * info['val_energy_mae_eV_atom']:.2f} meV/atom, "
-                          f"force RMSE {info['val_force_rmse_eV_A']:.4f} eV/Å", highlight=False)
-        elif event == "explored":
-            console.print(f"iteration {k}: MD {'stable' if info['stable'] else 'UNSTABLE'}; frames accurate "
-                          f"{info['accurate']}, candidates {info['candidate']}, failed {info['failed']}", highlight=False)
-        elif event == "labelled":
-            console.print(f"iteration {k}: labelled {info['n_labelled']} ({info['n_failed']} failed), "
-                          f"added {info['n_added']}", highlight=False)
-
+        initial = _initial_labels(start_atoms, rattle_count, seed, ref_calc, reference, ref_settings, out, as_json)
+    show = _learn_progress(as_json)
     res = learn(initial, start_atoms, ref_calc, out, settings, reference_name=reference,
                 reference_settings=ref_settings, progress=show)
     if as_json:

@@ -24,10 +24,10 @@ from qdlab.cli import learn as learn_cli  # noqa: E402
 from qdlab.cli import ligands as ligands_cli  # noqa: E402
 from qdlab.cli import md as md_cli  # noqa: E402
 from qdlab.cli import phonons as phonons_cli  # noqa: E402
-from qdlab.cli.common import JSON_OPT, console, emit_json, guarded  # noqa: E402
+from qdlab.cli.common import JSON_OPT, AliasGroup, console, emit_json, guarded  # noqa: E402
 
 app = typer.Typer(name="qdlab", help="Computational studies of ligand-capped semiconductor nanocrystals.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, cls=AliasGroup)
 app.add_typer(build_cli.app, name="build")
 app.add_typer(ligands_cli.app, name="ligands")
 app.add_typer(experiment_cli.plate_app, name="plate")
@@ -123,7 +123,7 @@ def info(structure: Path, as_json: bool = JSON_OPT) -> None:
 
 @app.command("demo")
 @guarded
-def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Output folder."),
+def demo(out: Path = typer.Option(Path("demo_out"), "--output", "-o", help="Output folder."),
          full: bool = typer.Option(False, "--full", help="Also the capped model's phonons on CPU (≈95 core-min)."),
          workers: int = typer.Option(2, "--workers", help="Local Dask workers (one process, one thread each)."),
          device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),

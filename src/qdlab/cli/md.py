@@ -8,7 +8,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
-from qdlab.cli.engines import CKPT_OPT, D3_OPT, DEVICE_OPT, ENGINE_OPT, MODEL_OPT, THREADS_OPT
+from qdlab.cli.engines import CKPT_OPT, D3_OPT, DEVICE_OPT, ENGINE_OPT, MODEL_OPT, THREADS_OPT, engine_spec
 from qdlab.errors import QdlabError
 
 
@@ -24,7 +24,7 @@ def _temperatures(text: str) -> list[float]:
 
 @guarded
 def md_cmd(structure: Path,
-           out: Path = typer.Option(Path("md.extxyz"), "--out", "-o",
+           out: Path = typer.Option(Path("md.extxyz"), "--output", "-o",
                                     help="Trajectory (.extxyz keeps labels, or .traj); a folder for a temperature series."),
            engine: str = ENGINE_OPT, model: str = MODEL_OPT, checkpoint: str = CKPT_OPT,
            device: str = DEVICE_OPT, threads: int = THREADS_OPT, d3: bool = D3_OPT,
@@ -45,7 +45,6 @@ def md_cmd(structure: Path,
     """Run NVT (Langevin, BAOAB, CSVR) or NVE MD; rerunning the same command resumes after a kill."""
     from ase.io import read
 
-    from qdlab.engines import get_calculator
     from qdlab.workflows.md import MDSettings, run_md, temperature_series
 
     temps = _temperatures(temperature)
@@ -53,7 +52,7 @@ def md_cmd(structure: Path,
                           interval=interval, friction_ps=friction, taut_fs=taut, freeze=freeze, seed=seed)
     settings.validate()
     atoms = read(structure)
-    calc = get_calculator(engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
+    calc = engine_spec(engine, model, checkpoint, device, threads, d3).calculator()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, disable=as_json) as bar:

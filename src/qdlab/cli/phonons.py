@@ -9,7 +9,18 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
-from qdlab.cli.engines import CKPT_OPT, D3_OPT, DEVICE_OPT, ENGINE_OPT, MODEL_OPT, THREADS_OPT
+from qdlab.cli.engines import (
+    CKPT_OPT,
+    D3_OPT,
+    DEVICE_OPT,
+    ENGINE_OPT,
+    FMAX_OPT,
+    MODEL_OPT,
+    RATTLE_OPT,
+    SEED_OPT,
+    THREADS_OPT,
+    engine_spec,
+)
 
 
 def _compare(folders: list[Path], out: Path, as_json: bool) -> None:
@@ -37,26 +48,35 @@ def _compare(folders: list[Path], out: Path, as_json: bool) -> None:
     console.print(t)
 
 
+def _default(name: str):
+    from qdlab.workflows.phonons import PhononSettings
+
+    return PhononSettings.model_fields[name].default
+
+
 @guarded
 def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | compare DIR...",
                                                   help="A structure file, or `compare` and phonons output folders."),
-                out: Path = typer.Option(Path("phonons_out"), "--out", "-o",
+                out: Path = typer.Option(Path("phonons_out"), "--output", "-o",
                                          help="Output folder (compare: the PNG plot)."),
                 engine: str = ENGINE_OPT, model: str = MODEL_OPT, checkpoint: str = CKPT_OPT,
                 device: str = DEVICE_OPT, threads: int = THREADS_OPT, d3: bool = D3_OPT,
                 relax_first: bool = typer.Option(True, "--relax/--no-relax", help="Relax (L-BFGS) before the Hessian."),
-                fmax: float = typer.Option(0.01, "--fmax", help="Relaxation force threshold, eV/Å."),
-                relax_steps: int = typer.Option(2000, "--relax-steps"),
-                delta: float = typer.Option(0.01, "--delta", help="Finite-difference displacement, Å."),
-                method: str = typer.Option("fd", "--method", help="fd (finite differences) | analytic (classical, chgnet: exact second derivatives)."),
-                batch: int = typer.Option(None, "--batch", help="Displacements per engine call (engines with batching)."),
+                fmax: float = FMAX_OPT,
+                relax_steps: int = typer.Option(2000, "--relax-steps", help="Maximum relaxation steps."),
+                rattle: float = RATTLE_OPT, seed: int = SEED_OPT,
+                delta: float = typer.Option(_default("delta"), "--delta", help="Finite-difference displacement, Å."),
+                method: str = typer.Option(_default("method"), "--method", help="fd (finite differences) | analytic (classical, chgnet: exact second derivatives)."),
+                batch: int = typer.Option(_default("batch"), "--batch", help="Displacements per engine call (engines with batching)."),
                 workers: int = typer.Option(1, "--workers", help="Processes sharing the displacements (1 thread each)."),
-                sigma: float = typer.Option(3.0, "--sigma", help="Gaussian smearing of the DOS, cm⁻¹."),
+                sigma: float = typer.Option(_default("sigma_cm1"), "--sigma", help="Gaussian smearing of the DOS, cm⁻¹."),
                 as_json: bool = JSON_OPT) -> None:
     """Relax, build the Hessian (6N force calls, checkpointed), project rigid modes, DOS and peaks.
 
     `qdlab phonons compare DIR1 DIR2 ... -o plot.png` overlays finished runs and tabulates M1/M2/M3.
     """
+    import warnings
+
     from ase.io import read
 
     from qdlab.errors import QdlabError
@@ -68,31 +88,36 @@ def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | comp
         raise QdlabError("give one structure file (or: qdlab phonons compare DIR1 DIR2 ... -o plot.png)")
     structure = args[0]
 
-    from qdlab.engines import get_calculator
     from qdlab.store.files import write_atoms
     from qdlab.workflows.phonon_io import write_phonon_outputs
-    from qdlab.workflows.phonons import phonons
-    from qdlab.workflows.relax import relax
+    from qdlab.workflows.phonons import PhononSettings, phonons
+    from qdlab.workflows.relax import RelaxSettings, run_relax
 
+    ps = PhononSettings(delta=delta, method=method, batch=batch, sigma_cm1=sigma)  # bounds checked before any work
     atoms = read(structure)
-    calc = get_calculator(engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
+    spec = engine_spec(engine, model, checkpoint, device, threads, d3)
+    calc = spec.calculator()
     out.mkdir(parents=True, exist_ok=True)
     if relax_first:
-        res = relax(atoms, calc, fmax=fmax, steps=relax_steps, trajectory=out / "relax.traj")
+        settings = RelaxSettings(fmax=fmax, steps=relax_steps, rattle_A=rattle, seed=seed)
+        res = run_relax(atoms, calc, settings, trajectory=out / "relax.traj")
         if not as_json:
             console.print(f"relaxed: {res.steps} steps, fmax {res.fmax_eV_A:.4f} eV/Å, converged={res.converged}")
         atoms = res.atoms
         atoms.constraints = []
         write_atoms(out / "relaxed.extxyz", atoms)
     with Progress(TextColumn("Hessian"), BarColumn(), TextColumn("{task.completed}/{task.total} displacements"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=as_json) as bar:
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=as_json) as bar, \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         task = bar.add_task("fd", total=6 * len(atoms))
-        spec = {"name": engine, "model": model, "checkpoint": checkpoint, "device": device, "d3": d3}
-        result = phonons(atoms, calc, delta, method=method, batch_size=batch, checkpoint=out / "hessian.ckpt",
-                         engine_name=f"{engine}:{model}:{checkpoint}:{d3}", workers=workers,
-                         engine_spec=spec if workers > 1 else None,
+        result = phonons(atoms, calc, ps.delta, method=ps.method, batch_size=ps.batch, checkpoint=out / "hessian.ckpt",
+                         workers=workers, engine_spec=spec,
                          progress=lambda d, t: bar.update(task, completed=d, total=t))
-    summary = write_phonon_outputs(atoms, result, out, sigma_cm1=sigma)
+    for w in caught:  # qdlab's reports (damaged checkpoint records, imaginary modes): one line each
+        if issubclass(w.category, UserWarning) and "qdlab" in str(w.filename):
+            console.print(f"warning: {w.message}", highlight=False)
+    summary = write_phonon_outputs(atoms, result, out, sigma_cm1=ps.sigma_cm1)
     summary = {k: v for k, v in summary.items() if k not in ("dos", "peaks")} | {"out": str(out)}
     if as_json:
         emit_json(summary)

@@ -17,6 +17,33 @@ def d3_calculator(method: str = "PBE", damping: str = "d3bj") -> Calculator:
     return DFTD3(method=method, damping=damping)
 
 
+class D3Sum(SumCalculator):
+    """An engine + D3: energies and forces add. Offers no analytic Hessian (D3 has none), so
+    phonons of a D3 engine use finite differences."""
+
+    def __init__(self, engine: Calculator, d3: Calculator):
+        super().__init__([engine, d3])
+        self.engine, self.d3 = engine, d3
+
+
+class D3SumBatched(D3Sum):
+    """:class:`D3Sum` of an engine with batched forces (:class:`~qdlab.engines.protocols.BatchedForces`):
+    keeps the batch path (the engine's batch + D3 of each structure)."""
+
+    def get_forces_batch(self, frames: list, **kwargs) -> list:
+        """Forces (eV/Å) of many structures: the engine's batch + D3 of each."""
+        base = self.engine.get_forces_batch(frames, **kwargs)
+        out = []
+        for a, f in zip(frames, base):
+            b = a.copy()
+            b.calc = self.d3
+            out.append(f + b.get_forces())
+        return out
+
+
 def with_d3(calc: Calculator, method: str = "PBE", damping: str = "d3bj") -> Calculator:
-    """``calc`` + D3 dispersion: energies and forces add."""
-    return SumCalculator([calc, d3_calculator(method, damping)])
+    """``calc`` + D3 dispersion (:class:`D3Sum`): energies and forces add."""
+    from qdlab.engines.protocols import BatchedForces
+
+    cls = D3SumBatched if isinstance(calc, BatchedForces) else D3Sum
+    return cls(calc, d3_calculator(method, damping))

@@ -87,11 +87,9 @@ def boxed(atoms):
     forces and Hessians do not change)."""
     if atoms.pbc.any() or abs(atoms.cell.volume) >= 1e-6:
         return atoms
-    run_on = atoms.copy()
-    pos = run_on.positions
-    run_on.cell = np.diag(np.ptp(pos, axis=0) + 30.0)
-    run_on.positions = pos - pos.min(0) + 15.0
-    return run_on
+    from qdlab.build.box import vacuum_box
+
+    return vacuum_box(atoms, 15.0)
 
 
 class _Guard:

@@ -98,6 +98,88 @@ def _trim(row: list[object]) -> list[object]:
     return out[k:]
 
 
+class _Cursor:
+    """Position in the rows of an export, with the wording of its messages (``source unit N``)."""
+
+    def __init__(self, rows: list[list[object]], source: str, unit: str):
+        self.rows, self.source, self.unit, self.i = rows, source, unit, 0
+
+    def at(self, i: int | None = None) -> str:
+        return f"{self.source} {self.unit} {(self.i if i is None else i) + 1}"
+
+    def row(self) -> list[object]:
+        return _trim(self.rows[self.i]) if self.i < len(self.rows) else []
+
+    def skip_blank(self) -> None:
+        while self.i < len(self.rows) and not _trim(self.rows[self.i]):
+            self.i += 1
+
+
+def _block_time(cur: _Cursor) -> float | None:
+    """The block's ``Time`` line (minutes), if it has one; the cursor ends on the header."""
+    cur.skip_blank()
+    r = cur.row()
+    if not (r and _cell(r[0]).lower() in {"time", "read time", "start time"}):
+        return None
+    if len(r) < 2:
+        raise PlateReaderError(f"{cur.at()}: 'Time' line without a value")
+    t = _time_minutes(r[1], cur.at())
+    cur.i += 1
+    cur.skip_blank()
+    return t
+
+
+def _block_header(cur: _Cursor, read: int, where: str) -> list[str]:
+    """``Wavelength, A1, A2, ...`` of a block, checked (well names, no duplicates)."""
+    if cur.i >= len(cur.rows) or _TITLE.match(_cell(cur.row()[0])):
+        raise PlateReaderError(f"{where}: block 'Read {read}:EM Spectrum' is empty (no header, no data)")
+    header = [_cell(c) for c in cur.row()]
+    if not header or re.sub(r"[\s\[\]()]|nm", "", header[0].lower()) != "wavelength":
+        raise PlateReaderError(f"{cur.at()}: expected a header 'Wavelength, A1, A2, ...' "
+                               f"after 'Read {read}:EM Spectrum', found {header[:3]}")
+    wells = header[1:]
+    if not wells:
+        raise PlateReaderError(f"{cur.at()}: header has no well columns")
+    for w in wells:
+        if not _WELL.match(w):
+            raise PlateReaderError(f"{cur.at()}: {w!r} is not a well name (A1 … P24)")
+    if len(set(wells)) != len(wells):
+        dup = sorted({w for w in wells if wells.count(w) > 1})
+        raise PlateReaderError(f"{cur.at()}: well(s) {', '.join(dup)} appear twice in the header")
+    return header
+
+
+def _number(v: object, j: int, header: list[str], cur: _Cursor, read: int) -> float:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    s = _cell(v)
+    if j > 0 and s.upper() in _BAD_VALUES:
+        return np.nan
+    try:
+        return float(s)
+    except ValueError:
+        col = "wavelength" if j == 0 else f"well {header[j]}"
+        raise PlateReaderError(f"{cur.at()}: {col} value {s!r} is not a number "
+                               f"(block 'Read {read}:EM Spectrum')") from None
+
+
+def _block_data(cur: _Cursor, header: list[str], read: int, where: str) -> np.ndarray:
+    """The block's rows (wavelength, one intensity per well) up to the next block or a blank line."""
+    data: list[list[float]] = []
+    while cur.i < len(cur.rows):
+        r = cur.row()
+        if not r or _TITLE.match(_cell(r[0])):
+            break
+        if len(r) != len(header):
+            raise PlateReaderError(f"{cur.at()}: ragged row in block 'Read {read}:EM Spectrum': "
+                                   f"{len(r)} cells, header has {len(header)}")
+        data.append([_number(v, j, header, cur, read) for j, v in enumerate(r)])
+        cur.i += 1
+    if not data:
+        raise PlateReaderError(f"{where}: block 'Read {read}:EM Spectrum' has a header but no data rows")
+    return np.asarray(data)
+
+
 def parse_gen5_rows(rows: list[list[object]], *, source: str = "export", unit: str = "line",
                     interval_min: float = 10.0) -> pd.DataFrame:
     """Parse the rows of a Gen5 export (cells as read) into the tidy long format.
@@ -109,75 +191,23 @@ def parse_gen5_rows(rows: list[list[object]], *, source: str = "export", unit: s
     seen: dict[int, int] = {}
     grid: np.ndarray | None = None
     grid_line = 0
-    i, n = 0, len(rows)
-    while i < n:
-        row = _trim(rows[i])
+    cur = _Cursor(rows, source, unit)
+    while cur.i < len(rows):
+        row = cur.row()
         m = _TITLE.match(_cell(row[0])) if row else None
+        cur.i += 1
         if not m:
-            i += 1
             continue
-        title_line, read = i + 1, int(m[1])
+        title_line, read = cur.i, int(m[1])
         where = f"{source} {unit} {title_line}"
         if read in seen:
             raise PlateReaderError(f"{where}: read {read} repeats the block at {unit} {seen[read]}")
         seen[read] = title_line
-        time_min: float | None = None
-        i += 1
-        while i < n and not _trim(rows[i]):
-            i += 1
-        r = _trim(rows[i]) if i < n else []
-        if r and _cell(r[0]).lower() in {"time", "read time", "start time"}:
-            if len(r) < 2:
-                raise PlateReaderError(f"{source} {unit} {i + 1}: 'Time' line without a value")
-            time_min = _time_minutes(r[1], f"{source} {unit} {i + 1}")
-            i += 1
-            while i < n and not _trim(rows[i]):
-                i += 1
-        if i >= n or _TITLE.match(_cell(_trim(rows[i])[0])):
-            raise PlateReaderError(f"{where}: block 'Read {read}:EM Spectrum' is empty (no header, no data)")
-        header = [_cell(c) for c in _trim(rows[i])]
-        hline = i + 1
-        if not header or re.sub(r"[\s\[\]()]|nm", "", header[0].lower()) != "wavelength":
-            raise PlateReaderError(f"{source} {unit} {hline}: expected a header 'Wavelength, A1, A2, ...' "
-                                   f"after 'Read {read}:EM Spectrum', found {header[:3]}")
-        wells = header[1:]
-        if not wells:
-            raise PlateReaderError(f"{source} {unit} {hline}: header has no well columns")
-        for w in wells:
-            if not _WELL.match(w):
-                raise PlateReaderError(f"{source} {unit} {hline}: {w!r} is not a well name (A1 … P24)")
-        if len(set(wells)) != len(wells):
-            dup = sorted({w for w in wells if wells.count(w) > 1})
-            raise PlateReaderError(f"{source} {unit} {hline}: well(s) {', '.join(dup)} appear twice in the header")
-        data: list[list[float]] = []
-        i += 1
-        while i < n:
-            r = _trim(rows[i])
-            if not r or _TITLE.match(_cell(r[0])):
-                break
-            if len(r) != len(header):
-                raise PlateReaderError(f"{source} {unit} {i + 1}: ragged row in block 'Read {read}:EM Spectrum': "
-                                       f"{len(r)} cells, header has {len(header)}")
-            vals = []
-            for j, v in enumerate(r):
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    vals.append(float(v))
-                    continue
-                s = _cell(v)
-                if j > 0 and s.upper() in _BAD_VALUES:
-                    vals.append(np.nan)
-                    continue
-                try:
-                    vals.append(float(s))
-                except ValueError:
-                    col = "wavelength" if j == 0 else f"well {header[j]}"
-                    raise PlateReaderError(f"{source} {unit} {i + 1}: {col} value {s!r} is not a number "
-                                           f"(block 'Read {read}:EM Spectrum')") from None
-            data.append(vals)
-            i += 1
-        if not data:
-            raise PlateReaderError(f"{where}: block 'Read {read}:EM Spectrum' has a header but no data rows")
-        arr = np.asarray(data)
+        time_min = _block_time(cur)
+        header = _block_header(cur, read, where)
+        hline = cur.i + 1
+        cur.i += 1
+        arr = _block_data(cur, header, read, where)
         wl = arr[:, 0]
         if np.any(np.diff(wl) <= 0):
             raise PlateReaderError(f"{source} {unit} {hline}: wavelengths of read {read} are not strictly increasing")
@@ -188,10 +218,10 @@ def parse_gen5_rows(rows: list[list[object]], *, source: str = "export", unit: s
                                    f"({wl[0]:g}–{wl[-1]:g} nm, {wl.size} points) different from the block at "
                                    f"{unit} {grid_line} ({grid[0]:g}–{grid[-1]:g} nm, {grid.size} points)")
         t = (read - 1) * interval_min if time_min is None else time_min
-        nw = len(wells)
+        wells = header[1:]
         frames.append(pd.DataFrame({"well": np.tile(np.array(wells, dtype=object), wl.size),
                                     "read": read, "time_min": t,
-                                    "wavelength_nm": np.repeat(wl, nw), "intensity": arr[:, 1:].ravel()}))
+                                    "wavelength_nm": np.repeat(wl, len(wells)), "intensity": arr[:, 1:].ravel()}))
     if not frames:
         raise PlateReaderError(f"{source}: no 'Read N:EM Spectrum' block found")
     return sort_tidy(pd.concat(frames, ignore_index=True))

@@ -123,6 +123,19 @@ def initial_guess(x: np.ndarray, y: np.ndarray, w: np.ndarray, baseline: Baselin
     return p
 
 
+def _damped_step(ja: np.ndarray, ra: np.ndarray, la: np.ndarray, eye: np.ndarray) -> np.ndarray:
+    """Levenberg–Marquardt steps of a batch: (JᵀJ + λ·(diag JᵀJ + 1e-12)) δ = Jᵀr, (n, k)."""
+    jat = ja.transpose(0, 2, 1)
+    jtj = jat @ ja                      # batched JᵀJ (n, k, k)
+    g = (jat @ ra[..., None])[..., 0]   # batched Jᵀr (n, k)
+    diag = np.einsum("nii->ni", jtj)
+    a = jtj + la[:, None, None] * (diag[:, :, None] * eye + 1e-12 * eye)
+    try:
+        return np.linalg.solve(a, g[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        return (np.linalg.pinv(a) @ g[..., None])[..., 0]  # a singular system somewhere (rare)
+
+
 def fit_gaussians(wavelength_nm: np.ndarray, intensity: np.ndarray, *, baseline: Baseline = "linear",
                   max_iter: int = 100, rtol: float = 1e-12, min_height: float = 0.0, min_snr: float = 3.0,
                   p0: np.ndarray | None = None) -> GaussFits:
@@ -175,15 +188,7 @@ def fit_gaussians(wavelength_nm: np.ndarray, intensity: np.ndarray, *, baseline:
         pa, ja, ra, la = p[active], jac[active], res[active], lam[active]
         if masked:
             ja = ja * w[active, :, None]
-        jat = ja.transpose(0, 2, 1)
-        jtj = jat @ ja                      # batched JᵀJ (n, k, k)
-        g = (jat @ ra[..., None])[..., 0]   # batched Jᵀr (n, k)
-        diag = np.einsum("nii->ni", jtj)
-        a = jtj + la[:, None, None] * (diag[:, :, None] * eye + 1e-12 * eye)
-        try:
-            step = np.linalg.solve(a, g[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            step = (np.linalg.pinv(a) @ g[..., None])[..., 0]  # a singular system somewhere (rare)
+        step = _damped_step(ja, ra, la, eye)
         pn = pa + step
         pn[:, 2] = np.abs(pn[:, 2])  # σ and −σ are the same Gaussian
         yn, jn = _model(x, pn, xm, nb)

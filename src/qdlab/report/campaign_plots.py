@@ -88,26 +88,3 @@ def plot_dos_by_size(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str
     ax.set_title(title)
     ax.legend(frameon=False, fontsize=8)
     return save_figure(fig, path, dpi)
-
-
-def plot_parity(energy_ref: np.ndarray, energy_pred: np.ndarray, forces_ref: np.ndarray, forces_pred: np.ndarray,
-                path: str | os.PathLike, title: str = "", zoom_eV_A: float = 0.5, dpi: int = 130) -> Path:
-    """Energy per atom (eV/atom), force components (eV/Å) and a low-force zoom (|F_ref| ≤ zoom)."""
-    er, ep = np.ravel(energy_ref), np.ravel(energy_pred)
-    fr, fp = np.ravel(forces_ref), np.ravel(forces_pred)
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.7))
-    for ax, (x, y, lab) in zip(axes, [(er, ep, "E (eV/atom)"), (fr, fp, "F (eV/Å)"),
-                                      (fr[np.abs(fr) <= zoom_eV_A], fp[np.abs(fr) <= zoom_eV_A],
-                                       f"F, |F| ≤ {zoom_eV_A:g} eV/Å")]):
-        if len(x):
-            lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
-            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-            ax.scatter(x, y, s=4, alpha=0.5)
-            rmse = float(np.sqrt(np.mean((y - x) ** 2)))
-            ss = float(((x - x.mean()) ** 2).sum())
-            r2 = 1 - float(((y - x) ** 2).sum()) / ss if ss > 0 else float("nan")
-            ax.set_title(f"{lab}\nRMSE {rmse:.3g}, R² {r2:.3f}", fontsize=9)
-        ax.set_xlabel("reference")
-        ax.set_ylabel("predicted")
-    fig.suptitle(title or "parity")
-    return save_figure(fig, path, dpi)

@@ -24,6 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from qdlab import __version__
+from qdlab.analysis.dos import load_dos_csv
+from qdlab.analysis.parity import load_parity_arrays
+from qdlab.analysis.rmsf import load_rmsf_table
+from qdlab.report.campaign_plots import plot_dos_by_size, plot_peaks_vs_size, plot_rmsf_distributions
+from qdlab.report.parity_plots import plot_parity
 from qdlab.store.files import write_text
 from qdlab.store.results import DONE, FAILED, ResultStore, TaskRow, redact
 
@@ -125,168 +130,194 @@ def peak_points(rows: list[TaskRow]) -> dict[tuple, list[dict]]:
     return groups
 
 
+class _Figures:
+    """Numbered PNG paths in a temporary folder (the report embeds them)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.n = folder, 0
+
+    def __call__(self, name: str) -> Path:
+        self.n += 1
+        return self.folder / f"{self.n:03d}_{name}.png"
+
+
+def _sys_cells(r: TaskRow) -> list:
+    return [_e(r.kvp.get("composition")), _e(r.kvp.get("size")), _e(r.kvp.get("passivation")), _e(r.kvp.get("engine"))]
+
+
+def _done(rows: list[TaskRow], workflow: str, file: str | None = None) -> list[TaskRow]:
+    return [r for r in rows if r.status == DONE and r.kvp.get("workflow") == workflow and (file is None or r.files.get(file))]
+
+
+def _section_tasks(rows: list[TaskRow]) -> str:
+    counts = Counter((r.kvp.get("campaign"), r.kvp.get("step"), r.status) for r in rows)
+    camp_steps = sorted({(c, s) for c, s, _ in counts})
+    return "<h2>Tasks</h2>" + _table(["campaign", "step", "done", "failed"],
+                                     [[_e(c), _e(s), counts[(c, s, DONE)], counts[(c, s, FAILED)]]
+                                      for c, s in camp_steps], left=2)
+
+
+def _section_peaks(rows: list[TaskRow], fig: _Figures) -> str | None:
+    groups = peak_points(rows)
+    if not groups:
+        return None
+    parts = ["<h2>Phonon mode centres vs size (seed 000 Fig. 5)</h2>"]
+    for (comp, eng), pts in groups.items():
+        if any(np.isfinite(p["size_nm"]) for p in pts):
+            path = plot_peaks_vs_size(pts, fig("peaks"), title=f"{comp}, {eng}: M1/M2/M3 vs size")
+            parts.append(figure_html(path, f"{comp} ({eng}): intensity-weighted M1 (circles), M2 (squares), "
+                                    f"M3 (triangles) per passivation"))
+        table = sorted(pts, key=lambda p: (p["passivation"], p["size_nm"], p["seed"]))
+        parts.append(_table(["composition", "engine", "passivation", "size", "edge (nm)", "M1 (cm⁻¹)",
+                             "M2 (cm⁻¹)", "M3 (cm⁻¹)"],
+                            [[_e(comp), _e(eng), _e(p["passivation"]), _e(p["size"]), _fmt(p["size_nm"], 2),
+                              _fmt(p["M1_cm1"]), _fmt(p["M2_cm1"]), _fmt(p["M3_cm1"])] for p in table], left=4))
+    return "".join(parts)
+
+
+def _section_dos(rows: list[TaskRow], store: ResultStore, fig: _Figures) -> str | None:
+    ph = _done(rows, "phonons", "dos")
+    if not ph:
+        return None
+    parts = ["<h2>Γ-point phonon DOS per size (seed 000 Fig. 4)</h2>"]
+    by_size: dict[tuple, dict] = defaultdict(dict)
+    for r in sorted(ph, key=lambda r: (str(r.kvp.get("passivation")), r.kvp.get("seed", 0))):
+        p = store.path(r.files["dos"])
+        if not p.is_file():
+            continue
+        d = load_dos_csv(p.parent)
+        by_size[(r.kvp.get("composition"), r.kvp.get("engine"), r.kvp.get("size"))].setdefault(
+            r.kvp.get("passivation", "?"), (d.grid_cm1, d.total))
+    for (comp, eng, size), curves in list(by_size.items())[:12]:
+        path = plot_dos_by_size(curves, fig("dos"), title=f"{comp} {size} ({eng})")
+        parts.append(figure_html(path, f"{comp} {size}: total DOS per mode, σ as computed"))
+    ph_rows = [_sys_cells(r) + [r.kvp.get("n_atoms", ""), r.results.get("n_modes", ""),
+                                r.results.get("n_imaginary", ""), _fmt(r.results.get("lowest_cm1")),
+                                _fmt(r.kvp.get("seconds"))] for r in ph]
+    parts.append(_table(["composition", "size", "passivation", "engine", "atoms", "modes", "imaginary",
+                         "lowest (cm⁻¹)", "seconds"], ph_rows, left=4))
+    return "".join(parts)
+
+
+def _table_section(rows: list[TaskRow], workflow: str, heading: str, columns: list[str], cells) -> str | None:
+    """A heading and one table row per finished ``workflow`` task: the system's labels + ``cells(row)``."""
+    done = _done(rows, workflow)
+    if not done:
+        return None
+    return f"<h2>{heading}</h2>" + _table(["composition", "size", "passivation", "engine"] + columns,
+                                         [_sys_cells(r) + cells(r) for r in done], left=4)
+
+
+def _section_relax(rows: list[TaskRow]) -> str | None:
+    return _table_section(rows, "relax", "Relaxations",
+                          ["seed", "atoms", "E (eV/atom)", "fmax (eV/Å)", "steps", "converged"],
+                          lambda r: [r.kvp.get("seed", ""), r.kvp.get("n_atoms", ""),
+                                     _fmt(r.results.get("energy_per_atom_eV"), 4), _fmt(r.results.get("fmax_eV_A"), 4),
+                                     r.results.get("relax_steps", ""), r.results.get("converged", "")])
+
+
+def _rmsf_element(composition: str, symbols: np.ndarray) -> str:
+    """The B-site element of a perovskite (the RMSF shown per system), else Pb or the first element."""
+    try:
+        from qdlab.build.model import parse_perovskite
+
+        return parse_perovskite(composition).B
+    except Exception:
+        return "Pb" if "Pb" in symbols else str(symbols[0])
+
+
+def _rmsf_groups(rm: list[TaskRow], store: ResultStore) -> tuple[dict[tuple, dict], dict[tuple, str]]:
+    """Per (composition, engine): each system's RMSF of the B-site element, and that element."""
+    per_group: dict[tuple, dict] = defaultdict(dict)
+    elements: dict[tuple, str] = {}
+    for r in sorted(rm, key=lambda r: (str(r.kvp.get("size")), str(r.kvp.get("passivation")))):
+        p = store.path(r.files["rmsf"])
+        if not p.is_file() or p.suffix != ".csv":  # missing, or written before rmsf.csv
+            continue
+        rho, sym, _ = load_rmsf_table(p)
+        g = (str(r.kvp.get("composition")), r.kvp.get("engine"))
+        elements[g] = _rmsf_element(g[0], sym)
+        per_group[g][_label(r)] = rho[sym == elements[g]]
+    return per_group, elements
+
+
+def _section_rmsf(rows: list[TaskRow], store: ResultStore, fig: _Figures) -> str | None:
+    rm = _done(rows, "rmsf", "rmsf")
+    if not rm:
+        return None
+    parts = ["<h2>RMSF after MD (seed 000 Fig. 7, seed 004)</h2>"]
+    per_group, elements = _rmsf_groups(rm, store)
+    for g, systems in per_group.items():
+        if systems:
+            path = plot_rmsf_distributions(systems, fig("rmsf"), element=elements[g],
+                                           title=f"{g[0]} ({g[1]}): {elements[g]} RMSF per system")
+            parts.append(figure_html(path, f"{elements[g]} RMSF distributions per system (box: quartiles; "
+                                    f"diamond: mean ± std)"))
+    els = sorted({k.split("_")[1] for r in rm for k in r.results if k.startswith("rmsf_") and k.endswith("_mean_A")})
+    parts.append(_table(["composition", "size", "passivation", "engine", "frames"] + [f"{e} (Å)" for e in els],
+                        [_sys_cells(r) + [r.results.get("n_frames", "")]
+                         + [_fmt(r.results.get(f"rmsf_{e}_mean_A"), 3) for e in els] for r in rm], left=4))
+    return "".join(parts)
+
+
+def _section_md(rows: list[TaskRow]) -> str | None:
+    return _table_section(rows, "md", "Molecular dynamics", ["frames", "⟨T⟩ (K)", "σ_T (K)", "steps/s"],
+                          lambda r: [r.results.get("n_frames", ""), _fmt(r.results.get("mean_temperature_K")),
+                                     _fmt(r.results.get("std_temperature_K")),
+                                     _fmt(r.results.get("steps_per_second"), 2)])
+
+
+def _section_parity(rows: list[TaskRow], store: ResultStore, fig: _Figures) -> str | None:
+    par = _done(rows, "parity", "parity")
+    if not par:
+        return None
+    parts = ["<h2>Parity against reference labels (seed 000 Fig. 2)</h2>"]
+    for r in par:
+        p = store.path(r.files["parity"])
+        if not p.is_file():
+            continue
+        res = load_parity_arrays(p, label=str(r.kvp.get("engine")))
+        path = plot_parity([res], fig("parity"), title=f"{r.kvp.get('step')}: {r.kvp.get('engine')} vs reference")
+        parts.append(figure_html(path, f"{r.kvp.get('step')}: {r.kvp.get('engine')} against "
+                                f"{r.data.get('results', {}).get('reference', 'reference')}"))
+    return "".join(parts)
+
+
+def _section_failures(rows: list[TaskRow]) -> str | None:
+    bad = [r for r in rows if r.status == FAILED]
+    if not bad:
+        return None
+    return "<h2>Failed tasks</h2>" + _table(
+        ["campaign", "step", "composition", "size", "passivation", "engine", "error"],
+        [[_e(r.kvp.get("campaign")), _e(r.kvp.get("step"))] + _sys_cells(r)
+         + [f'<span class="failed">{_e(r.data.get("error"))}</span>'] for r in bad], left=7)
+
+
+def _section_provenance(rows: list[TaskRow]) -> str | None:
+    prov: Counter = Counter()
+    hashes = set()
+    for r in rows:
+        p = r.data.get("provenance", {})
+        prov[tuple(sorted(p.get("versions", {}).items()))] += 1
+        if p.get("engine_model_hash"):
+            hashes.add((r.kvp.get("engine"), p["engine_model_hash"]))
+    if not prov:
+        return None
+    versions = prov.most_common(1)[0][0]
+    return ("<h2>Provenance</h2>" + _table(["package", "version"], [[_e(k), _e(v)] for k, v in versions])
+            + _table(["engine", "model hash"], [[_e(e), _e(h)] for e, h in sorted(hashes, key=str)], left=2))
+
+
 def write_report(store: ResultStore, output: str | os.PathLike, *, campaign: str | None = None,
                  title: str | None = None, extra_sections: list[str] | None = None) -> dict:
     """Write the HTML report of ``store`` to ``output``; returns counts (rows, figures, sections)."""
-    from qdlab.report.campaign_plots import (
-        plot_dos_by_size,
-        plot_parity,
-        plot_peaks_vs_size,
-        plot_rmsf_distributions,
-    )
-
     rows = collect(store, campaign)
-    sections: list[str] = []
-    n_fig = 0
     with tempfile.TemporaryDirectory() as tmpdir:
-        tmp = Path(tmpdir)
-
-        def fig(name: str) -> Path:
-            nonlocal n_fig
-            n_fig += 1
-            return tmp / f"{n_fig:03d}_{name}.png"
-
-        # overview
-        counts = Counter((r.kvp.get("campaign"), r.kvp.get("step"), r.status) for r in rows)
-        camp_steps = sorted({(c, s) for c, s, _ in counts})
-        sections.append("<h2>Tasks</h2>" + _table(
-            ["campaign", "step", "done", "failed"],
-            [[_e(c), _e(s), counts[(c, s, DONE)], counts[(c, s, FAILED)]] for c, s in camp_steps], left=2))
-
-        # phonon mode centres vs size
-        groups = peak_points(rows)
-        if groups:
-            parts = ["<h2>Phonon mode centres vs size (seed 000 Fig. 5)</h2>"]
-            for (comp, eng), pts in groups.items():
-                if any(np.isfinite(p["size_nm"]) for p in pts):
-                    path = plot_peaks_vs_size(pts, fig("peaks"), title=f"{comp}, {eng}: M1/M2/M3 vs size")
-                    parts.append(figure_html(path, f"{comp} ({eng}): intensity-weighted M1 (circles), M2 (squares), "
-                                            f"M3 (triangles) per passivation"))
-                table = sorted(pts, key=lambda p: (p["passivation"], p["size_nm"], p["seed"]))
-                parts.append(_table(["composition", "engine", "passivation", "size", "edge (nm)", "M1 (cm⁻¹)",
-                                     "M2 (cm⁻¹)", "M3 (cm⁻¹)"],
-                                    [[_e(comp), _e(eng), _e(p["passivation"]), _e(p["size"]), _fmt(p["size_nm"], 2),
-                                      _fmt(p["M1_cm1"]), _fmt(p["M2_cm1"]), _fmt(p["M3_cm1"])] for p in table], left=4))
-            sections.append("".join(parts))
-
-        # DOS overlays per size
-        ph = [r for r in rows if r.status == DONE and r.kvp.get("workflow") == "phonons" and r.files.get("dos")]
-        if ph:
-            parts = ["<h2>Γ-point phonon DOS per size (seed 000 Fig. 4)</h2>"]
-            by_size: dict[tuple, dict] = defaultdict(dict)
-            for r in sorted(ph, key=lambda r: (str(r.kvp.get("passivation")), r.kvp.get("seed", 0))):
-                p = store.path(r.files["dos"])
-                if not p.is_file():
-                    continue
-                d = np.genfromtxt(p, delimiter=",", names=True)
-                by_size[(r.kvp.get("composition"), r.kvp.get("engine"), r.kvp.get("size"))].setdefault(
-                    r.kvp.get("passivation", "?"), (np.asarray(d["wavenumber_cm1"]), np.asarray(d["total"])))
-            for (comp, eng, size), curves in list(by_size.items())[:12]:
-                path = plot_dos_by_size(curves, fig("dos"), title=f"{comp} {size} ({eng})")
-                parts.append(figure_html(path, f"{comp} {size}: total DOS per mode, σ as computed"))
-            ph_rows = [[_e(r.kvp.get("composition")), _e(r.kvp.get("size")), _e(r.kvp.get("passivation")),
-                        _e(r.kvp.get("engine")), r.kvp.get("n_atoms", ""), r.results.get("n_modes", ""),
-                        r.results.get("n_imaginary", ""), _fmt(r.results.get("lowest_cm1")),
-                        _fmt(r.kvp.get("seconds"))] for r in ph]
-            parts.append(_table(["composition", "size", "passivation", "engine", "atoms", "modes", "imaginary",
-                                 "lowest (cm⁻¹)", "seconds"], ph_rows, left=4))
-            sections.append("".join(parts))
-
-        # relaxations
-        rx = [r for r in rows if r.status == DONE and r.kvp.get("workflow") == "relax"]
-        if rx:
-            sections.append("<h2>Relaxations</h2>" + _table(
-                ["composition", "size", "passivation", "engine", "seed", "atoms", "E (eV/atom)", "fmax (eV/Å)",
-                 "steps", "converged"],
-                [[_e(r.kvp.get("composition")), _e(r.kvp.get("size")), _e(r.kvp.get("passivation")),
-                  _e(r.kvp.get("engine")), r.kvp.get("seed", ""), r.kvp.get("n_atoms", ""),
-                  _fmt(r.results.get("energy_per_atom_eV"), 4), _fmt(r.results.get("fmax_eV_A"), 4),
-                  r.results.get("relax_steps", ""), r.results.get("converged", "")] for r in rx], left=4))
-
-        # MD and RMSF
-        rm = [r for r in rows if r.status == DONE and r.kvp.get("workflow") == "rmsf" and r.files.get("rmsf")]
-        if rm:
-            parts = ["<h2>RMSF after MD (seed 000 Fig. 7, seed 004)</h2>"]
-            per_group: dict[tuple, dict] = defaultdict(dict)
-            elements: dict[tuple, str] = {}
-            for r in sorted(rm, key=lambda r: (str(r.kvp.get("size")), str(r.kvp.get("passivation")))):
-                p = store.path(r.files["rmsf"])
-                if not p.is_file():
-                    continue
-                with np.load(p) as z:
-                    rho, sym = z["rmsf_A"], z["symbols"].astype(str)
-                comp = str(r.kvp.get("composition"))
-                el = "Pb" if "Pb" in sym else sym[0]
-                try:
-                    from qdlab.build.model import parse_perovskite
-
-                    el = parse_perovskite(comp).B
-                except Exception:
-                    pass
-                g = (comp, r.kvp.get("engine"))
-                elements[g] = el
-                per_group[g][_label(r)] = rho[sym == el]
-            for g, systems in per_group.items():
-                if systems:
-                    path = plot_rmsf_distributions(systems, fig("rmsf"), element=elements[g],
-                                                   title=f"{g[0]} ({g[1]}): {elements[g]} RMSF per system")
-                    parts.append(figure_html(path, f"{elements[g]} RMSF distributions per system (box: quartiles; "
-                                            f"diamond: mean ± std)"))
-            els = sorted({k.split("_")[1] for r in rm for k in r.results if k.startswith("rmsf_") and k.endswith("_mean_A")})
-            parts.append(_table(["composition", "size", "passivation", "engine", "frames"] + [f"{e} (Å)" for e in els],
-                                [[_e(r.kvp.get("composition")), _e(r.kvp.get("size")), _e(r.kvp.get("passivation")),
-                                  _e(r.kvp.get("engine")), r.results.get("n_frames", "")]
-                                 + [_fmt(r.results.get(f"rmsf_{e}_mean_A"), 3) for e in els] for r in rm], left=4))
-            sections.append("".join(parts))
-        md = [r for r in rows if r.status == DONE and r.kvp.get("workflow") == "md"]
-        if md:
-            sections.append("<h2>Molecular dynamics</h2>" + _table(
-                ["composition", "size", "passivation", "engine", "frames", "⟨T⟩ (K)", "σ_T (K)", "steps/s"],
-                [[_e(r.kvp.get("composition")), _e(r.kvp.get("size")), _e(r.kvp.get("passivation")),
-                  _e(r.kvp.get("engine")), r.results.get("n_frames", ""), _fmt(r.results.get("mean_temperature_K")),
-                  _fmt(r.results.get("std_temperature_K")), _fmt(r.results.get("steps_per_second"), 2)] for r in md],
-                left=4))
-
-        # parity
-        par = [r for r in rows if r.status == DONE and r.kvp.get("workflow") == "parity" and r.files.get("parity")]
-        if par:
-            parts = ["<h2>Parity against reference labels (seed 000 Fig. 2)</h2>"]
-            for r in par:
-                p = store.path(r.files["parity"])
-                if not p.is_file():
-                    continue
-                with np.load(p) as z:
-                    path = plot_parity(z["energy_ref_eV_atom"], z["energy_pred_eV_atom"], z["forces_ref_eV_A"],
-                                       z["forces_pred_eV_A"], fig("parity"),
-                                       title=f"{r.kvp.get('step')}: {r.kvp.get('engine')} vs reference")
-                parts.append(figure_html(path, f"{r.kvp.get('step')}: {r.kvp.get('engine')} against "
-                                        f"{r.data.get('results', {}).get('reference', 'reference')}"))
-            sections.append("".join(parts))
-
-        # failures
-        bad = [r for r in rows if r.status == FAILED]
-        if bad:
-            sections.append("<h2>Failed tasks</h2>" + _table(
-                ["campaign", "step", "composition", "size", "passivation", "engine", "error"],
-                [[_e(r.kvp.get("campaign")), _e(r.kvp.get("step")), _e(r.kvp.get("composition")),
-                  _e(r.kvp.get("size")), _e(r.kvp.get("passivation")), _e(r.kvp.get("engine")),
-                  f'<span class="failed">{_e(r.data.get("error"))}</span>'] for r in bad], left=7))
-
-        # provenance
-        prov = Counter()
-        hashes = set()
-        for r in rows:
-            p = r.data.get("provenance", {})
-            prov[tuple(sorted(p.get("versions", {}).items()))] += 1
-            if p.get("engine_model_hash"):
-                hashes.add((r.kvp.get("engine"), p["engine_model_hash"]))
-        if prov:
-            versions = prov.most_common(1)[0][0]
-            sections.append("<h2>Provenance</h2>" + _table(["package", "version"], [[_e(k), _e(v)] for k, v in versions])
-                            + _table(["engine", "model hash"], [[_e(e), _e(h)] for e, h in sorted(hashes, key=str)],
-                                     left=2))
-        sections += extra_sections or []
-
+        fig = _Figures(Path(tmpdir))
+        sections = [_section_tasks(rows), _section_peaks(rows, fig), _section_dos(rows, store, fig),
+                    _section_relax(rows), _section_rmsf(rows, store, fig), _section_md(rows),
+                    _section_parity(rows, store, fig), _section_failures(rows), _section_provenance(rows)]
+        sections = [x for x in sections if x] + (extra_sections or [])
         head = title or f"qdlab report: {campaign or 'all campaigns'}"
         page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(head)}</title>"
                 f"<style>{_CSS}</style></head><body><h1>{_e(head)}</h1>"
@@ -297,4 +328,4 @@ def write_report(store: ResultStore, output: str | os.PathLike, *, campaign: str
                 + f"<script>{_CHECK_JS}</script></body></html>\n")
         write_text(output, page)
     os.chmod(output, 0o644)  # a page to share (atomic writes create 0600 files)
-    return {"output": str(output), "n_rows": len(rows), "n_figures": n_fig, "n_sections": len(sections)}
+    return {"output": str(output), "n_rows": len(rows), "n_figures": fig.n, "n_sections": len(sections)}

@@ -31,7 +31,6 @@ import contextlib
 import hashlib
 import json
 import os
-import random
 import shutil
 import sys
 import time
@@ -44,7 +43,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.data import chemical_symbols
 
-from qdlab.analysis.parity import ensure_cell, fit_element_shift, predict
+from qdlab.analysis.parity import fit_element_shift
 from qdlab.errors import QdlabError
 from qdlab.store.db import frame_key, labels
 from qdlab.store.files import atomic_path, write_text
@@ -251,7 +250,10 @@ def finetune(train: Sequence[Atoms], val: Sequence[Atoms], out: str | os.PathLik
             stack.enter_context(contextlib.redirect_stderr(log))
             return stack
 
-        runner = _finetune_chgnet if s.model == "chgnet" else _finetune_sevenn
+        if s.model == "chgnet":
+            from qdlab.workflows.finetune_chgnet import finetune_chgnet as runner
+        else:
+            from qdlab.workflows.finetune_sevenn import finetune_sevenn as runner
         resumed, stopped = runner(list(train), list(val), folder, s, state, progress, t0, quiet)
     return _result(folder, s, state, time.perf_counter() - t0, resumed, stopped)
 
@@ -266,277 +268,6 @@ def _result(folder: Path, s: FinetuneSettings, state: dict, seconds: float, resu
                           n_train=state["signature"]["n_train"], n_val=state["signature"]["n_val"], seconds=seconds,
                           resumed_from_epoch=resumed, stopped_early=stopped,
                           energy_shift_eV=state.get("energy_shift_eV", {}), history=hist)
-
-
-def _chgnet_steps_per_epoch(n_batches: int) -> int:
-    """Scheduler steps CHGNet's Trainer takes per epoch (at batches k·n/10, k = 1…10)."""
-    marks = {int(v) for v in np.arange(1, 11) * n_batches // 10}
-    return len(marks & set(range(1, n_batches + 1)))
-
-
-def _finetune_chgnet(train: list[Atoms], val: list[Atoms], folder: Path, s: FinetuneSettings, state: dict,
-                     progress, t0: float, quiet) -> tuple[int, bool]:
-    import torch
-    from chgnet.data.dataset import StructureData, collate_graphs
-    from chgnet.model import CHGNet
-    from chgnet.trainer import Trainer
-    from pymatgen.io.ase import AseAtomsAdaptor
-    from torch.optim.lr_scheduler import CosineAnnealingLR
-    from torch.utils.data import DataLoader
-
-    base = s.base_model()
-    with quiet():
-        if Path(base).is_file():
-            net = CHGNet.from_file(base)
-        else:
-            try:
-                net = CHGNet.load(model_name=base, use_device=s.device, verbose=False)
-            except ValueError as exc:
-                raise QdlabError(f"CHGNet base model {base!r}: {exc}") from None
-    resume_file = folder / RESUME_NAME["chgnet"]
-    ckpt = torch.load(resume_file, map_location="cpu", weights_only=False) if (
-        resume_file.exists() and state["epochs_done"] > 0) else None
-    if ckpt is not None:
-        net.load_state_dict(ckpt["model"]["state_dict"])
-        state["history"] = ckpt["qdlab"]["history"]
-        state["epochs_done"] = ckpt["qdlab"]["epochs_done"]
-        state["energy_shift_eV"] = ckpt["qdlab"]["energy_shift_eV"]
-    elif s.refit_references:
-        graphs = [net.graph_converter(AseAtomsAdaptor.get_structure(ensure_cell(a, s.vacuum_A))) for a in train]
-        with quiet():
-            preds = net.predict_graph(graphs, task="e", batch_size=s.batch_size)
-        preds = preds if isinstance(preds, list) else [preds]
-        e_pa = np.array([float(p["e"]) for p in preds])  # CHGNet is intensive: eV/atom
-        shift = _residual_shift(e_pa * np.array([len(a) for a in train]), train)
-        with torch.no_grad():
-            w = net.composition_model.fc.weight
-            for z, d in shift.items():
-                w[0, z - 1] += d
-        state["energy_shift_eV"] = _symbols_shift(shift)
-        state["history"], state["epochs_done"] = [], 0
-    resumed = int(state["epochs_done"])
-    save_dir = folder / "trainer"
-    if resumed == 0:  # a fresh run: no stale best-model files of an earlier one
-        shutil.rmtree(save_dir, ignore_errors=True)
-
-    def dataset(frames: list[Atoms]) -> StructureData:
-        structures = [AseAtomsAdaptor.get_structure(ensure_cell(a, s.vacuum_A)) for a in frames]
-        lab = [labels(a) for a in frames]
-        return StructureData(structures, [e / len(a) for (e, _), a in zip(lab, frames)], [f for _, f in lab],
-                             structure_ids=[frame_key(a) for a in frames], graph_converter=net.graph_converter,
-                             shuffle=False)
-
-    best_file = folder / BEST_NAME["chgnet"]
-    if s.epochs == 0:
-        _torch_save_atomic({"model": net.as_dict(), "qdlab": {"energy_shift_eV": state.get("energy_shift_eV", {}),
-                                                               "epochs": 0}}, best_file)
-        state.update(finished=True)
-        _write_state(folder, state)
-        return resumed, False
-
-    random.seed(s.seed)
-    torch.manual_seed(s.seed)
-    with quiet():
-        train_ds, val_ds = dataset(train), dataset(val)
-    sampler = _EpochSampler(len(train_ds), s.seed, resumed)
-    train_loader = DataLoader(train_ds, batch_size=s.batch_size, sampler=sampler, collate_fn=collate_graphs)
-    val_loader = DataLoader(val_ds, batch_size=s.batch_size, shuffle=False, collate_fn=collate_graphs)
-    with quiet():
-        trainer = Trainer(model=net, targets="ef", energy_loss_ratio=s.energy_weight, force_loss_ratio=s.force_weight,
-                          optimizer="AdamW", scheduler="CosLR", criterion="MSE", epochs=s.epochs,
-                          learning_rate=s.learning_rate, weight_decay=s.weight_decay, print_freq=10 ** 9,
-                          use_device=s.device, torch_seed=s.seed)
-    total_steps = max(1, s.epochs * _chgnet_steps_per_epoch(len(train_loader)))
-    trainer.scheduler = CosineAnnealingLR(trainer.optimizer, T_max=total_steps, eta_min=s.final_learning_rate)
-    if ckpt is not None:
-        trainer.optimizer.load_state_dict(ckpt["optimizer"])
-        trainer.scheduler.load_state_dict(ckpt["scheduler"])
-        trainer.training_history = ckpt["training_history"]
-    losses: list[float] = []
-    inner = trainer.criterion
-
-    def criterion(targets, prediction):
-        res = inner(targets, prediction)
-        if trainer.model.training:
-            losses.extend([float(res["loss"].detach())] * len(targets["e"]))
-        return res
-
-    trainer.criterion = criterion
-    stopped = False
-    for epoch in range(resumed, s.epochs):
-        t1 = time.perf_counter()
-        lr = float(trainer.optimizer.param_groups[0]["lr"])
-        losses.clear()
-        trainer.starting_epoch, trainer.epochs = epoch, epoch + 1
-        n_before = len(trainer.training_history["e"]["train"])
-        with quiet():
-            trainer.train(train_loader, val_loader, save_dir=str(save_dir))
-        h = trainer.training_history
-        if len(h["e"]["train"]) == n_before:
-            raise QdlabError(f"CHGNet training diverged (NaN) in epoch {epoch + 1}; lower the learning rate")
-        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                  "train_energy_mae_eV_atom": h["e"]["train"][-1], "train_force_mae_eV_A": h["f"]["train"][-1],
-                  "val_energy_mae_eV_atom": h["e"]["val"][-1], "val_force_mae_eV_A": h["f"]["val"][-1],
-                  "learning_rate": lr, "seconds": time.perf_counter() - t1}
-        state["history"].append(record)
-        state["epochs_done"] = epoch + 1
-        best = sorted(save_dir.glob("bestF_*.pth.tar"))
-        if best:  # slim copy of the best-by-validation-force-MAE checkpoint
-            best_state = torch.load(best[0], map_location="cpu", weights_only=False)
-            _torch_save_atomic({"model": best_state["model"], "training_history": best_state["training_history"],
-                                "qdlab": {"energy_shift_eV": state.get("energy_shift_eV", {})}}, best_file)
-        _torch_save_atomic({"model": net.as_dict(), "optimizer": trainer.optimizer.state_dict(),
-                            "scheduler": trainer.scheduler.state_dict(), "training_history": h,
-                            "qdlab": {"history": state["history"], "epochs_done": epoch + 1,
-                                      "energy_shift_eV": state.get("energy_shift_eV", {})}}, resume_file)
-        if _end_of_epoch(folder, state, s, epoch, record, progress, t0):
-            stopped = True
-            break
-    if not stopped:
-        state["finished"] = True
-        _write_state(folder, state)
-        shutil.rmtree(save_dir, ignore_errors=True)
-        resume_file.unlink(missing_ok=True)
-    return resumed, stopped
-
-
-def _finetune_sevenn(train: list[Atoms], val: list[Atoms], folder: Path, s: FinetuneSettings, state: dict,
-                     progress, t0: float, quiet) -> tuple[int, bool]:
-    import sevenn
-    import sevenn._keys as KEY
-    import torch
-    from sevenn.error_recorder import ErrorRecorder
-    from sevenn.train.dataload import graph_build
-    from sevenn.train.loss import ForceLoss, PerAtomEnergyLoss, get_loss_functions_from_config
-    from sevenn.train.trainer import Trainer
-    from sevenn.util import load_checkpoint
-    from torch.optim.lr_scheduler import CosineAnnealingLR
-    from torch_geometric.loader import DataLoader
-
-    from qdlab.engines import get_calculator
-
-    base = s.base_model()
-    try:
-        with quiet():
-            cp = load_checkpoint(base)
-    except ValueError as exc:
-        raise QdlabError(f"SevenNet base model {base!r}: {' '.join(str(exc).split())}") from None
-    with quiet():
-        model = cp.build_model()
-    cfg = cp.config
-    # recorded with the checkpoint; the model keys stay as they are (is_train_stress, for one, changes
-    # how the model is built, and the calculator rebuilds it from this config)
-    cfg.update({KEY.LOSS: "mse", KEY.LOSS_PARAM: {}, KEY.FORCE_WEIGHT: s.force_weight, KEY.OPTIMIZER: "adamw",
-                KEY.OPTIM_PARAM: {"lr": s.learning_rate, "weight_decay": s.weight_decay},
-                KEY.SCHEDULER: "cosineannealinglr",
-                KEY.SCHEDULER_PARAM: {"T_max": max(s.epochs, 1), "eta_min": s.final_learning_rate},
-                KEY.ERROR_RECORD: [["Energy", "MAE"], ["Force", "MAE"], ["TotalLoss", "None"]],
-                KEY.EPOCH: s.epochs, KEY.BATCH_SIZE: s.batch_size, KEY.RANDOM_SEED: s.seed})
-    # build_model() converted an old checkpoint's weights to this version's layout: record it, or a
-    # reload would convert them a second time
-    cfg["version"] = sevenn.__version__
-    train_cfg = cfg | {KEY.IS_TRAIN_STRESS: False}  # clusters: energies and forces only
-    resume_file = folder / RESUME_NAME["sevenn"]
-    ckpt = torch.load(resume_file, map_location="cpu", weights_only=False) if (
-        resume_file.exists() and state["epochs_done"] > 0) else None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model_state_dict"])
-        state["history"] = ckpt["qdlab"]["history"]
-        state["epochs_done"] = ckpt["qdlab"]["epochs_done"]
-        state["energy_shift_eV"] = ckpt["qdlab"]["energy_shift_eV"]
-    elif s.refit_references:
-        with quiet():
-            pred, _ = predict(get_calculator("sevenn", model=base, device=s.device), train, forces=False)
-        shift = _residual_shift(pred, train)
-        type_map = cfg[KEY.TYPE_MAP]
-        missing = sorted(chemical_symbols[z] for z in shift if z not in type_map)
-        if missing:
-            raise QdlabError(f"SevenNet {base} does not know element(s) {', '.join(missing)}")
-        with torch.no_grad():
-            vec = model.rescale_atomic_energy.shift
-            if vec.numel() == 1:  # one shift for all species: the composition-weighted mean
-                vec += float(np.mean([sum(shift[z] * np.mean(a.numbers == z) for z in shift) for a in train]))
-            else:
-                for z, d in shift.items():
-                    vec[type_map[z]] += d
-        state["energy_shift_eV"] = _symbols_shift(shift)
-        state["history"], state["epochs_done"] = [], 0
-    resumed = int(state["epochs_done"])
-    best_file = folder / BEST_NAME["sevenn"]
-
-    def save(path: Path, extra: dict, trainer: Trainer | None = None) -> None:
-        if trainer is not None:
-            cp_dict = trainer.get_checkpoint_dict()
-        else:
-            cp_dict = {"model_state_dict": model.state_dict(), "optimizer_state_dict": None,
-                       "scheduler_state_dict": None}
-        _torch_save_atomic(cp_dict | {"config": cfg, "epoch": state["epochs_done"]} | extra, path)
-
-    if s.epochs == 0:
-        save(best_file, {"qdlab": {"energy_shift_eV": state.get("energy_shift_eV", {})}})
-        state.update(finished=True)
-        _write_state(folder, state)
-        return resumed, False
-
-    torch.manual_seed(s.seed)
-    with quiet():
-        graphs_train = graph_build(train, cfg[KEY.CUTOFF], transfer_info=False, y_from_calc=True)
-        graphs_val = graph_build(val, cfg[KEY.CUTOFF], transfer_info=False, y_from_calc=True)
-    loss_functions = []
-    for lf, w in get_loss_functions_from_config(train_cfg):
-        if isinstance(lf, PerAtomEnergyLoss):
-            w = s.energy_weight
-        elif isinstance(lf, ForceLoss):
-            w = s.force_weight
-        loss_functions.append((lf, w))
-    trainer = Trainer(model, loss_functions, torch.optim.AdamW,
-                      {"lr": s.learning_rate, "weight_decay": s.weight_decay}, CosineAnnealingLR,
-                      {"T_max": max(s.epochs, 1), "eta_min": s.final_learning_rate}, device=s.device)
-    if ckpt is not None:
-        trainer.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
-        trainer.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
-    sampler = _EpochSampler(len(graphs_train), s.seed, resumed)
-    train_loader = DataLoader(graphs_train, batch_size=s.batch_size, sampler=sampler)
-    val_loader = DataLoader(graphs_val, batch_size=s.batch_size, shuffle=False)
-    rec_train = ErrorRecorder.from_config(train_cfg, trainer.loss_functions)
-    rec_val = ErrorRecorder.from_config(train_cfg, trainer.loss_functions)
-    best_val = min((r["val_force_mae_eV_A"] for r in state["history"]), default=float("inf"))
-    stopped = False
-
-    def values(rec: ErrorRecorder) -> dict[str, float]:
-        got = {m.name: float(m.get()) for m in rec.metrics}
-        rec.epoch_forward()
-        return got
-
-    for epoch in range(resumed, s.epochs):
-        t1 = time.perf_counter()
-        lr = trainer.get_lr()
-        with quiet():
-            trainer.run_one_epoch(train_loader, True, rec_train)
-            tr = values(rec_train)
-            trainer.run_one_epoch(val_loader, False, rec_val)
-        va = values(rec_val)
-        trainer.scheduler_step()
-        record = {"epoch": epoch + 1, "train_loss": tr["TotalLoss"], "train_energy_mae_eV_atom": tr["Energy_MAE"],
-                  "train_force_mae_eV_A": tr["Force_MAE"], "val_energy_mae_eV_atom": va["Energy_MAE"],
-                  "val_force_mae_eV_A": va["Force_MAE"], "learning_rate": lr, "seconds": time.perf_counter() - t1}
-        if not np.isfinite(record["train_loss"]):
-            raise QdlabError(f"SevenNet training diverged (NaN) in epoch {epoch + 1}; lower the learning rate")
-        state["history"].append(record)
-        state["epochs_done"] = epoch + 1
-        if record["val_force_mae_eV_A"] < best_val:
-            best_val = record["val_force_mae_eV_A"]
-            save(best_file, {"qdlab": {"energy_shift_eV": state.get("energy_shift_eV", {})}}, trainer)
-        save(resume_file, {"qdlab": {"history": state["history"], "epochs_done": epoch + 1,
-                                     "energy_shift_eV": state.get("energy_shift_eV", {})}}, trainer)
-        if _end_of_epoch(folder, state, s, epoch, record, progress, t0):
-            stopped = True
-            break
-    if not stopped:
-        state["finished"] = True
-        _write_state(folder, state)
-        resume_file.unlink(missing_ok=True)
-    return resumed, stopped
 
 
 def checkpoint_engine(path: str | os.PathLike) -> str:

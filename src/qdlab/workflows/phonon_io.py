@@ -9,51 +9,28 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from qdlab.analysis.dos import DOS, Peak
+from qdlab.analysis.dos import DOS, Peak, load_dos_csv, save_dos_csv  # noqa: F401  (re-exported)
 from qdlab.store.files import atomic_path, write_text
 from qdlab.workflows.phonons import PhononResult
 
 
 def save_phonons(result: PhononResult, path: str | os.PathLike) -> Path:
-    """All arrays of a :class:`PhononResult` in one NPZ (atomic)."""
-    final = Path(path)
-    with atomic_path(final) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, frequencies_cm1=result.frequencies_cm1, modes=result.modes,
-                                force_constants_eV_A2=result.force_constants_eV_A2, masses_amu=result.masses_amu,
-                                n_rigid=result.n_rigid, method=result.method)
-    return final
+    """All arrays of a :class:`PhononResult` in one NPZ (atomic; :meth:`PhononResult.save`)."""
+    return result.save(path)
 
 
-def save_dos_csv(dos: DOS, path: str | os.PathLike, pdos_path: str | os.PathLike | None = None) -> Path:
-    """Total DOS (``wavenumber_cm1,total``) to ``path`` and partial DOS columns to ``pdos_path``
-    (modes per cm⁻¹); without ``pdos_path`` the partials go into the same file."""
-    def table(cols: dict) -> str:
-        body = np.column_stack(list(cols.values()))
-        return "\n".join([",".join(cols)] + [",".join(f"{v:.8g}" for v in row) for row in body]) + "\n"
+def dos_and_peaks(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray, *, sigma_cm1: float = 3.0,
+                  regions: dict | None = None) -> tuple[DOS, dict[str, Peak], dict[str, str]]:
+    """The one place phonon DOS and peaks are computed: total + partial DOS (by role, or by element
+    without labels) smeared by ``sigma_cm1``, and the M1/M2/M3 peaks (``regions``: default CsPbBr3's).
+    Returns (dos, peaks, missing): a region without a peak is recorded in ``missing``, not fatal."""
+    from qdlab.analysis.dos import label_selections, mode_peaks, phonon_dos
 
-    grid = {"wavenumber_cm1": dos.grid_cm1}
-    if pdos_path is None:
-        return write_text(path, table(grid | {"total": dos.total, **dos.partial}))
-    write_text(pdos_path, table(grid | dict(dos.partial)))
-    return write_text(path, table(grid | {"total": dos.total}))
-
-
-def load_dos_csv(folder: str | os.PathLike) -> DOS:
-    """Read ``dos.csv`` (+ ``pdos.csv`` if present) of a phonon output folder."""
-    from qdlab.errors import QdlabError
-
-    folder = Path(folder)
-    if not (folder / "dos.csv").is_file():
-        raise QdlabError(f"{folder} has no dos.csv (not a `qdlab phonons` output folder)")
-    data = np.genfromtxt(folder / "dos.csv", delimiter=",", names=True)
-    partial = {}
-    if (folder / "pdos.csv").is_file():
-        p = np.genfromtxt(folder / "pdos.csv", delimiter=",", names=True)
-        with open(folder / "pdos.csv") as fh:
-            names = fh.readline().strip().split(",")[1:]
-        partial = {n: np.asarray(p[p.dtype.names[i + 1]]) for i, n in enumerate(names)}
-    return DOS(grid_cm1=np.asarray(data["wavenumber_cm1"]), total=np.asarray(data["total"]), partial=partial)
+    sel = label_selections(atoms, "role" if "role" in atoms.arrays else "element")
+    dos = phonon_dos(frequencies_cm1, modes, sel, sigma_cm1=sigma_cm1)
+    missing: dict[str, str] = {}
+    peaks = mode_peaks(dos, regions, missing=missing)
+    return dos, peaks, missing
 
 
 def load_peaks(folder: str | os.PathLike) -> dict[str, Peak]:
@@ -125,15 +102,12 @@ def write_phonon_outputs(atoms: Atoms, result: PhononResult, folder: str | os.Pa
     Writes phonons.npz, frequencies.csv, dos.csv, pdos.csv, peaks.json/.csv, dos.png, phonopy/ and summary.json into
     ``folder``; returns the summary (peak centres in cm⁻¹, counts of imaginary modes, timings).
     """
-    from qdlab.analysis.dos import label_selections, mode_peaks, phonon_dos
     from qdlab.report.plots import plot_dos
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    sel = label_selections(atoms, "role" if "role" in atoms.arrays else "element")
-    dos = phonon_dos(result.frequencies_cm1, result.modes, sel, sigma_cm1=sigma_cm1)
-    missing: dict[str, str] = {}
-    peaks = mode_peaks(dos, regions, missing=missing)  # a region without a peak is recorded, not fatal
+    dos, peaks, missing = dos_and_peaks(atoms, result.frequencies_cm1, result.modes, sigma_cm1=sigma_cm1,
+                                        regions=regions)
     failed = {"missing_peaks": missing} if missing else {}
     save_phonons(result, out / "phonons.npz")
     save_dos_csv(dos, out / "dos.csv", out / "pdos.csv")
@@ -142,13 +116,8 @@ def write_phonon_outputs(atoms: Atoms, result: PhononResult, folder: str | os.Pa
     plot_dos(dos, peaks, out / "dos.png", title=title or atoms.get_chemical_formula(mode="hill"))
     if phonopy_export:
         export_phonopy(atoms, result, out / "phonopy")
-    summary = {
-        "formula": atoms.get_chemical_formula(mode="hill"), "n_atoms": len(atoms), "n_modes": result.n_modes,
-        "n_rigid_projected": result.n_rigid, "n_imaginary": result.n_imaginary,
-        "lowest_cm1": float(result.frequencies_cm1.min()), "highest_cm1": float(result.frequencies_cm1.max()),
+    summary = {"formula": atoms.get_chemical_formula(mode="hill"), "n_atoms": len(atoms)} | result.to_dict() | {
         "peaks_cm1": {k: round(p.centre_cm1, 3) for k, p in peaks.items()},
-        "seconds": round(result.seconds, 3), "seconds_in_engine": round(result.seconds_in_engine, 3),
-        "method": result.method, **failed,
-    }
+        "seconds": round(result.seconds, 3), "seconds_in_engine": round(result.seconds_in_engine, 3), **failed}
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary | {"dos": dos, "peaks": peaks}

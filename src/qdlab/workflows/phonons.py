@@ -1,8 +1,9 @@
 """Γ-point phonons of finite nanocrystals (seed 000, SCIENCE.md §4).
 
 Force constants by central finite differences (every atom ±δ along x, y, z: 6N force calls),
-symmetrised; the dynamical matrix D = Φ/√(m_i m_j) is projected onto the complement of the
-rigid-body translations and rotations (Eckart) and diagonalised. Frequencies in cm⁻¹, imaginary
+planned, evaluated and assembled by :mod:`qdlab.workflows.hessian`, symmetrised; the dynamical
+matrix D = Φ/√(m_i m_j) is projected onto the complement of the rigid-body translations and
+rotations (Eckart) and diagonalised (:func:`phonons_from_force_constants`). Frequencies in cm⁻¹, imaginary
 modes as negative numbers. Each displacement is appended to a checkpoint file as soon as its
 forces are known, so an interrupted run resumes where it stopped. Engines that offer
 ``get_forces_batch(list_of_atoms)`` (qdlab's CHGNet engine) are called in batches, engines that
@@ -12,20 +13,33 @@ CHGNet by double back-propagation through its autograd forces).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
+from pydantic import BaseModel, ConfigDict, Field
 
+from qdlab.engines.protocols import AnalyticHessian
+from qdlab.engines.spec import EngineSpec, as_engine_spec
 from qdlab.errors import QdlabError
+from qdlab.workflows.hessian import (  # noqa: F401  (re-exported: the phonon workflow's public API)
+    CheckpointDamaged,
+    DisplacementPlan,
+    HessianCheckpoint,
+    assemble_force_constants,
+    checkpoint_key,
+    displacements,
+    evaluate,
+    evaluate_chunk,
+    plan_displacements,
+)
 
 #: λ (eV Å⁻² amu⁻¹) → angular frequency² (s⁻²); ν̃ (cm⁻¹) = √(λ·_FAC) / (2π c · 100)
 _OMEGA2 = units._e / (units._amu * 1e-20)
@@ -38,13 +52,28 @@ def eigenvalue_to_cm1(lam: np.ndarray) -> np.ndarray:
     return np.sign(lam) * np.sqrt(np.abs(lam) * _OMEGA2) * _CM1
 
 
+class PhononSettings(BaseModel):
+    """Settings of the phonon workflow, shared by ``qdlab phonons``, the API and the campaign's
+    phonons step (bounds here only): ``delta`` finite-difference displacement (Å), ``method`` fd |
+    analytic, ``batch`` displacements per engine call (batched engines), ``sigma_cm1`` Gaussian
+    smearing of the DOS (cm⁻¹)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delta: float = Field(0.01, gt=0, description="finite-difference displacement, Å")
+    method: Literal["fd", "analytic"] = "fd"
+    batch: int | None = Field(None, ge=1, description="displacements per engine call (batched engines)")
+    sigma_cm1: float = Field(3.0, gt=0, description="Gaussian smearing of the DOS, cm⁻¹")
+
+
 @dataclass(frozen=True)
 class PhononResult:
     """Γ-point vibrational analysis of a cluster.
 
     ``frequencies_cm1`` (M,) ascending, imaginary as negative; ``modes`` (M, N, 3) mass-weighted
     eigenvectors, each normalised to 1 (so Σ_atoms |e_k,i|² = 1); ``force_constants_eV_A2`` (3N, 3N)
-    symmetrised Hessian; the rigid-body modes removed by the projection are not included.
+    symmetrised Hessian; the rigid-body modes removed by the projection are not included;
+    ``displacements_reused``: finite-difference forces taken from a checkpoint instead of computed.
     """
 
     frequencies_cm1: np.ndarray
@@ -56,188 +85,105 @@ class PhononResult:
     method: str
     seconds: float
     seconds_in_engine: float
+    displacements_reused: int = 0
 
     @property
     def n_modes(self) -> int:
         return len(self.frequencies_cm1)
 
+    def to_dict(self) -> dict:
+        """Scalars of the result (JSON-ready; the arrays are in :meth:`save`'s NPZ)."""
+        f = self.frequencies_cm1
+        return {"n_modes": self.n_modes, "n_rigid_projected": self.n_rigid, "n_imaginary": self.n_imaginary,
+                "lowest_cm1": float(f.min()) if len(f) else None, "highest_cm1": float(f.max()) if len(f) else None,
+                "method": self.method, "seconds": self.seconds, "seconds_in_engine": self.seconds_in_engine,
+                "displacements_reused": self.displacements_reused}
 
-def checkpoint_key(atoms: Atoms, delta: float, engine: str) -> str:
-    """Identity of a Hessian run (numbers, positions to 1e-10 Å, δ, engine) stored in its checkpoint."""
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(atoms.numbers).tobytes())
-    h.update(np.round(atoms.positions, 10).tobytes())
-    h.update(f"{delta:.8g}|{engine}".encode())
-    return h.hexdigest()
+    def save(self, path: str | os.PathLike) -> Path:
+        """All arrays (frequencies, modes, force constants, masses) and scalars in one NPZ (atomic)."""
+        from qdlab.store.files import atomic_path
 
+        final = Path(path)
+        with atomic_path(final) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, frequencies_cm1=self.frequencies_cm1, modes=self.modes,
+                                    force_constants_eV_A2=self.force_constants_eV_A2, masses_amu=self.masses_amu,
+                                    n_rigid=self.n_rigid, method=self.method, n_imaginary=self.n_imaginary,
+                                    seconds=self.seconds, seconds_in_engine=self.seconds_in_engine,
+                                    displacements_reused=self.displacements_reused)
+        return final
 
-class DisplacementCheckpoint:
-    """Append-only record file: (index int64, forces N×3 float64) per finished displacement."""
-
-    def __init__(self, path: Path, key: str, n_atoms: int):
-        self.path = path
-        self.meta = path.with_suffix(path.suffix + ".json")
-        self.n = n_atoms
-        self.rec = 8 + 8 * 3 * n_atoms
-        if self.meta.exists():
-            meta = json.loads(self.meta.read_text())
-            if meta.get("key") != key:
-                raise QdlabError(f"checkpoint {path} belongs to another structure/engine/δ; delete it to start over")
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists():
-                path.unlink()
-            tmp = self.meta.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"key": key, "n_atoms": n_atoms}))
-            os.replace(tmp, self.meta)
-
-    def load(self) -> dict[int, np.ndarray]:
-        if not self.path.exists():
-            return {}
-        data = self.path.read_bytes()
-        n_full = len(data) // self.rec
-        out = {}
-        for k in range(n_full):
-            chunk = data[k * self.rec:(k + 1) * self.rec]
-            idx = int(np.frombuffer(chunk[:8], np.int64)[0])
-            out[idx] = np.frombuffer(chunk[8:], np.float64).reshape(self.n, 3).copy()
-        if len(data) % self.rec:  # drop a half-written record
-            with open(self.path, "r+b") as fh:
-                fh.truncate(n_full * self.rec)
-        return out
-
-    def append(self, idx: int, forces: np.ndarray) -> None:
-        with open(self.path, "ab") as fh:
-            fh.write(np.int64(idx).tobytes() + np.ascontiguousarray(forces, np.float64).tobytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def remove(self) -> None:
-        for p in (self.path, self.meta):
-            if p.exists():
-                p.unlink()
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PhononResult:
+        """A result saved by :meth:`save` (older files without timings read them as 0)."""
+        p = Path(path)
+        if not p.is_file():
+            raise QdlabError(f"phonon result {p} not found")
+        with np.load(p) as z:
+            scalar = {k: z[k].item() for k in ("n_imaginary", "seconds", "seconds_in_engine", "displacements_reused")
+                      if k in z.files}
+            return cls(frequencies_cm1=z["frequencies_cm1"], modes=z["modes"],
+                       force_constants_eV_A2=z["force_constants_eV_A2"], masses_amu=z["masses_amu"],
+                       n_rigid=int(z["n_rigid"]), n_imaginary=int(scalar.get("n_imaginary", 0)),
+                       method=str(z["method"]), seconds=float(scalar.get("seconds", 0.0)),
+                       seconds_in_engine=float(scalar.get("seconds_in_engine", 0.0)),
+                       displacements_reused=int(scalar.get("displacements_reused", 0)))
 
 
-def displacements(atoms: Atoms, delta: float, indices: np.ndarray | None = None,
-                  jobs: Iterable[int] | None = None) -> list[tuple[int, Atoms]]:
-    """The 6N displaced structures: job j = 2·(3i + k) + (0 for +δ, 1 for −δ).
-
-    ``indices`` limits them to some atoms; ``jobs`` builds only the listed job numbers (a chunk of
-    a large Hessian need not copy the structure 6N times).
-    """
-    if jobs is None:
-        idx = np.arange(len(atoms)) if indices is None else np.asarray(indices)
-        jobs = [2 * (3 * int(i) + k) + s for i in idx for k in range(3) for s in range(2)]
-    out = []
-    for j in jobs:
-        i, k, s = j // 6, (j // 2) % 3, j % 2
-        a = atoms.copy()
-        a.calc = None
-        a.constraints = []
-        a.positions[i, k] += (1.0, -1.0)[s] * delta
-        out.append((int(j), a))
-    return out
-
-
-_WORKER_CALC: Calculator | None = None
-
-
-def _init_worker(spec: dict) -> None:
-    global _WORKER_CALC
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:  # Linux: end with the parent (a killed run must not leave workers computing for nothing)
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6").prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    from qdlab.engines import get_calculator
-
-    _WORKER_CALC = get_calculator(**spec)
-
-
-def _worker_forces(chunk: list[tuple[int, np.ndarray]]) -> list[tuple[int, np.ndarray, float]]:
-    out = []
-    for j, a in chunk:
-        a.calc = _WORKER_CALC
-        t0 = time.perf_counter()
-        f = a.get_forces()
-        out.append((j, np.asarray(f, float), time.perf_counter() - t0))
-    return out
-
-
-def force_constants(atoms: Atoms, calc: Calculator, delta: float = 0.01, *,
+def force_constants(atoms: Atoms, calc: Calculator | None, delta: float = 0.01, *,
                     checkpoint: str | os.PathLike | None = None, batch_size: int | None = None,
                     progress: Callable[[int, int], None] | None = None,
                     engine_name: str | None = None, workers: int = 1,
-                    engine_spec: dict | None = None) -> tuple[np.ndarray, float]:
+                    engine_spec: EngineSpec | dict | None = None) -> tuple[np.ndarray, float]:
     """Symmetrised force-constant matrix Φ (3N×3N, eV/Å²) by central differences.
 
     Returns (Φ, seconds spent inside the engine, summed over workers). ``batch_size`` > 1 uses
-    the engine's ``get_forces_batch`` when it has one. ``workers`` > 1 spreads the displacements
-    over processes, each building its own engine from ``engine_spec`` (keyword arguments of
-    :func:`qdlab.engines.get_calculator`).
+    the engine's batched forces when it has them. ``workers`` > 1 spreads the displacements over
+    processes, each building its own engine from ``engine_spec``. ``calc`` may be None when
+    ``engine_spec`` is given (built only if a displacement is left to compute).
     """
-    if delta <= 0:
-        raise QdlabError("displacement δ must be > 0 Å")
-    n = len(atoms)
-    jobs = displacements(atoms, delta)
-    ck = None
-    done: dict[int, np.ndarray] = {}
-    if checkpoint is not None:
-        key = checkpoint_key(atoms, delta, engine_name or type(calc).__name__)
-        ck = DisplacementCheckpoint(Path(checkpoint), key, n)
-        done = ck.load()
-    todo = [(j, a) for j, a in jobs if j not in done]
-    t_engine = 0.0
+    run = fd_hessian(atoms, calc, delta, checkpoint=checkpoint, batch_size=batch_size, progress=progress,
+                     engine_name=engine_name, workers=workers, engine_spec=engine_spec)
+    return run.force_constants_eV_A2, run.seconds_in_engine
+
+
+@dataclass(frozen=True)
+class HessianRun:
+    """A finished finite-difference Hessian: Φ (eV/Å²), engine seconds, displacements reused
+    from the checkpoint instead of computed."""
+
+    force_constants_eV_A2: np.ndarray = field(repr=False)
+    seconds_in_engine: float
+    reused: int
+
+
+def fd_hessian(atoms: Atoms, calc: Calculator | None, delta: float = 0.01, *,
+               checkpoint: str | os.PathLike | None = None, batch_size: int | None = None,
+               progress: Callable[[int, int], None] | None = None, engine_name: str | None = None,
+               workers: int = 1, engine_spec: EngineSpec | dict | None = None) -> HessianRun:
+    """Plan → evaluate (resuming the checkpoint, merging chunk files) → assemble; see
+    :mod:`qdlab.workflows.hessian`. The checkpoint key's engine part is ``engine_name``, else
+    the engine settings' :meth:`~EngineSpec.force_label`, else the calculator's class name."""
+    spec = as_engine_spec(engine_spec)
+    label = engine_name or (spec.force_label() if spec is not None else type(calc).__name__)
+    plan = plan_displacements(atoms, delta, label)
+    ck = plan.checkpoint(checkpoint) if checkpoint is not None else None
+    done: dict[int, np.ndarray] = ck.load() if ck is not None else {}
+    if ck is not None:
+        ck.merge()
+    reused = len(done)
     if progress:
-        progress(len(done), len(jobs))
-    def record(j: int, f: np.ndarray) -> None:
-        if not np.all(np.isfinite(f)):
-            raise QdlabError(f"engine returned non-finite forces for displacement {j}")
+        progress(reused, plan.n_jobs)
+
+    def sink(j: int, f: np.ndarray) -> None:
         done[j] = f
         if ck is not None:
             ck.append(j, f)
 
-    if workers > 1 and todo:
-        if engine_spec is None:
-            raise QdlabError("workers > 1 needs engine_spec (the engine is rebuilt in each process)")
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        size = max(1, min(16, len(todo) // (4 * workers)))
-        chunks = [todo[k:k + size] for k in range(0, len(todo), size)]
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(engine_spec,)) as pool:
-            for fut in as_completed([pool.submit(_worker_forces, c) for c in chunks]):
-                for j, f, dt in fut.result():
-                    t_engine += dt
-                    record(j, f)
-                if progress:
-                    progress(len(done), len(jobs))
-        todo = []
-    batched = batch_size and batch_size > 1 and hasattr(calc, "get_forces_batch")
-    step = batch_size if batched else 1
-    for b0 in range(0, len(todo), step):
-        chunk = todo[b0:b0 + step]
-        t0 = time.perf_counter()
-        if batched:
-            forces = calc.get_forces_batch([a for _, a in chunk])
-        else:
-            a = chunk[0][1]
-            a.calc = calc
-            forces = [a.get_forces()]
-            a.calc = None
-        t_engine += time.perf_counter() - t0
-        for (j, _), f in zip(chunk, forces):
-            record(j, np.asarray(f, float))
-        if progress:
-            progress(len(done), len(jobs))
-    phi = np.empty((3 * n, 3 * n))
-    for row in range(3 * n):
-        phi[row] = -(done[2 * row] - done[2 * row + 1]).ravel() / (2 * delta)
-    return 0.5 * (phi + phi.T), t_engine
+    todo = [j for j in range(plan.n_jobs) if j not in done]
+    t_engine = evaluate(plan, todo, calc=calc, engine=spec, batch_size=batch_size, workers=workers, sink=sink,
+                        progress=(lambda n: progress(reused + n, plan.n_jobs)) if progress else None)
+    return HessianRun(assemble_force_constants(plan, done), t_engine, reused)
 
 
 def rigid_body_basis(positions: np.ndarray, masses: np.ndarray, tol: float = 1e-6) -> np.ndarray:
@@ -286,38 +232,59 @@ def vibrational_analysis(phi: np.ndarray, masses: np.ndarray, positions: np.ndar
     return eigenvalue_to_cm1(lam), vec.T.reshape(-1, n, 3), n_rigid
 
 
-def phonons(atoms: Atoms, calc: Calculator, delta: float = 0.01, *, project: bool = True,
-            method: str = "fd", checkpoint: str | os.PathLike | None = None, batch_size: int | None = None,
-            progress: Callable[[int, int], None] | None = None, engine_name: str | None = None,
-            imaginary_tol_cm1: float = 5.0, workers: int = 1, engine_spec: dict | None = None) -> PhononResult:
-    """Γ-point phonons of ``atoms`` with ``calc`` (relax the structure first).
+def phonons_from_force_constants(atoms: Atoms, phi: np.ndarray, *, project: bool = True, method: str = "fd",
+                                  seconds: float = 0.0, seconds_in_engine: float = 0.0,
+                                  displacements_reused: int = 0, imaginary_tol_cm1: float = 5.0) -> PhononResult:
+    """Assemble a :class:`PhononResult` from force constants Φ (3N×3N, eV/Å²) of ``atoms``.
 
-    ``method``: ``"fd"`` (central differences, default) or ``"analytic"`` (engine's ``get_hessian``).
     Imaginary modes larger than ``imaginary_tol_cm1`` trigger a warning with their count and size.
     """
-    t0 = time.perf_counter()
-    if method == "analytic":
-        if not hasattr(calc, "get_hessian"):
-            raise QdlabError(f"{type(calc).__name__} offers no analytic Hessian; use method='fd'")
-        ts = time.perf_counter()
-        phi = np.asarray(calc.get_hessian(atoms), float)
-        phi = 0.5 * (phi + phi.T)
-        t_engine = time.perf_counter() - ts
-    elif method == "fd":
-        phi, t_engine = force_constants(atoms, calc, delta, checkpoint=checkpoint, batch_size=batch_size,
-                                        progress=progress, engine_name=engine_name, workers=workers,
-                                        engine_spec=engine_spec)
-    else:
-        raise QdlabError(f"method must be 'fd' or 'analytic', not {method!r}")
     masses = atoms.get_masses()
     freqs, modes, n_rigid = vibrational_analysis(phi, masses, atoms.positions, project)
     imag = freqs[freqs < -imaginary_tol_cm1]
     if len(imag):
         warnings.warn(f"{len(imag)} imaginary mode(s) below −{imaginary_tol_cm1:g} cm⁻¹, largest "
-                      f"{-imag.min():.1f}i cm⁻¹: the structure is not at a minimum (relax tighter)", stacklevel=2)
+                      f"{-imag.min():.1f}i cm⁻¹: the structure is not at a minimum (relax tighter)", stacklevel=3)
     return PhononResult(frequencies_cm1=freqs, modes=modes, force_constants_eV_A2=phi, masses_amu=masses,
-                        n_rigid=n_rigid, n_imaginary=int(len(imag)), method=method,
-                        seconds=time.perf_counter() - t0, seconds_in_engine=t_engine)
+                        n_rigid=n_rigid, n_imaginary=int(len(imag)), method=method, seconds=seconds,
+                        seconds_in_engine=seconds_in_engine, displacements_reused=displacements_reused)
+
+
+def analytic_force_constants(atoms: Atoms, calc: Calculator) -> tuple[np.ndarray, float]:
+    """Symmetrised Φ (eV/Å²) from the engine's :class:`AnalyticHessian` and the seconds it took."""
+    if not isinstance(calc, AnalyticHessian):
+        raise QdlabError(f"{type(calc).__name__} offers no analytic Hessian; use method='fd'")
+    ts = time.perf_counter()
+    phi = np.asarray(calc.get_hessian(atoms), float)
+    return 0.5 * (phi + phi.T), time.perf_counter() - ts
+
+
+def phonons(atoms: Atoms, calc: Calculator | None, delta: float = 0.01, *, project: bool = True,
+            method: str = "fd", checkpoint: str | os.PathLike | None = None, batch_size: int | None = None,
+            progress: Callable[[int, int], None] | None = None, engine_name: str | None = None,
+            imaginary_tol_cm1: float = 5.0, workers: int = 1,
+            engine_spec: EngineSpec | dict | None = None) -> PhononResult:
+    """Γ-point phonons of ``atoms`` with ``calc`` (relax the structure first).
+
+    ``method``: ``"fd"`` (central differences, default; see :func:`fd_hessian`) or ``"analytic"``
+    (the engine's ``get_hessian``). ``calc`` may be None when ``engine_spec`` is given: the engine
+    is then built only if needed (a complete checkpoint needs none).
+    """
+    t0 = time.perf_counter()
+    reused = 0
+    if method == "analytic":
+        if calc is None and engine_spec is not None:
+            calc = as_engine_spec(engine_spec).calculator()
+        phi, t_engine = analytic_force_constants(atoms, calc)
+    elif method == "fd":
+        run = fd_hessian(atoms, calc, delta, checkpoint=checkpoint, batch_size=batch_size, progress=progress,
+                         engine_name=engine_name, workers=workers, engine_spec=engine_spec)
+        phi, t_engine, reused = run.force_constants_eV_A2, run.seconds_in_engine, run.reused
+    else:
+        raise QdlabError(f"method must be 'fd' or 'analytic', not {method!r}")
+    return phonons_from_force_constants(atoms, phi, project=project, method=method,
+                                        seconds=time.perf_counter() - t0, seconds_in_engine=t_engine,
+                                        displacements_reused=reused, imaginary_tol_cm1=imaginary_tol_cm1)
 
 
 def harmonicity(atoms: Atoms, calc: Calculator, amplitudes=(-0.03, -0.02, -0.01, 0.01, 0.02, 0.03),

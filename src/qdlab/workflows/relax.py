@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from ase import Atoms
@@ -19,12 +20,44 @@ from ase.calculators.calculator import Calculator
 from ase.constraints import FixAtoms
 from ase.io import Trajectory
 from ase.optimize import BFGS, FIRE, LBFGS
+from pydantic import BaseModel, ConfigDict, Field
 
+from qdlab.build.rattle import gaussian_rattle
 from qdlab.build.select import select
 from qdlab.errors import QdlabError
 from qdlab.store.files import read_complete_frames
 
 OPTIMIZERS = {"lbfgs": LBFGS, "fire": FIRE, "bfgs": BFGS}
+
+
+class RelaxSettings(BaseModel):
+    """Settings of the relax workflow, shared by ``qdlab relax``, the Python API (:func:`run_relax`)
+    and the campaign's relax step (field bounds here only).
+
+    optimizer: lbfgs | fire | bfgs; fmax: force convergence (eV/Å); steps: maximum optimizer steps;
+    rattle_A: standard deviation (Å) of a seeded Gaussian displacement applied first, so that the
+    optimizer can leave the saddle point of a symmetric cut (0: none); seed: of the rattle (None: 0,
+    or the recipe's seed in a campaign); fix: label selection to freeze (``depth>=2``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    optimizer: Literal["lbfgs", "fire", "bfgs"] = "lbfgs"
+    fmax: float = Field(0.01, gt=0, description="force convergence, eV/Å")
+    steps: int = Field(1000, ge=0, description="maximum optimizer steps")
+    rattle_A: float = Field(0.02, ge=0, description="seeded Gaussian displacement before relaxing, Å")
+    seed: int | None = Field(None, description="seed of the rattle (None: 0, or the recipe's in a campaign)")
+    fix: str | None = None
+
+
+def run_relax(atoms: Atoms, calc: Calculator, settings: RelaxSettings | None = None, *,
+              trajectory: str | os.PathLike | None = None, restart: bool = True,
+              callback: Callable[[int, float, float], None] | None = None) -> RelaxResult:
+    """The relax workflow: rattle (seeded) then :func:`relax` with ``settings``; the same call from
+    the CLI, the API and the campaign."""
+    s = settings or RelaxSettings()
+    return relax(gaussian_rattle(atoms, s.rattle_A, s.seed), calc, optimizer=s.optimizer, fmax=s.fmax, steps=s.steps,
+                 fix=s.fix, trajectory=trajectory, restart=restart, callback=callback)
 
 
 @dataclass(frozen=True)

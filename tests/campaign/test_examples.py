@@ -1,0 +1,33 @@
+"""Every campaign spec in examples/ plans without error (`qdlab campaign plan SPEC --json`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from qdlab.cli.main import app
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SPECS = sorted(EXAMPLES.glob("*.toml"))
+
+
+def test_examples_exist():
+    assert {p.name for p in SPECS} >= {"demo.toml", "seed000_fig5.toml", "md_rmsf.toml"}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+def test_example_spec_plans(spec, tmp_path):
+    local = shutil.copy(spec, tmp_path / spec.name)  # the store is created beside the spec
+    res = CliRunner().invoke(app, ["campaign", "plan", str(local), "--json"])
+    assert res.exit_code == 0, res.output
+    plan = json.loads(res.stdout)
+    assert plan["n_tasks"] > 0 and plan["n_pending"] == plan["n_tasks"] and plan["force_calls"] > 0
+    assert not plan.get("store_error")
+    steps = {t["step"] for t in plan["tasks"]}
+    expected = {"demo": {"relax", "phonons", "peaks"}, "seed000_fig5": {"relax", "phonons", "peaks"},
+                "md_rmsf": {"relax", "md", "rmsf", "rdf"}}.get(spec.stem)
+    assert expected is None or steps == expected
