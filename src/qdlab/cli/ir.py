@@ -183,7 +183,7 @@ def thermal_cmd(phonons: Path = typer.Argument(..., help="A `qdlab phonons` outp
 @guarded
 def seed001_cmd(out: Path = typer.Option(Path("seed001_ir"), "--output", "-o", help="Output folder (resumable)."),
                 size: int = typer.Option(1, "--size", help="1 Pb6S(OAc)10 (laptop) | 2 Pb19S6(OAc)26 (seed 001)."),
-                engine: str = typer.Option("chgnet", "--engine", "-e"),
+                engine: str = typer.Option("chgnet", "--engine", "-e", help="Force engine for relax and MD (chgnet, sevennet, classical, ...)."),
                 model: str = typer.Option(None, "--dipole-model", help="Learned dipole model (.pt) besides seed001 charges."),
                 md_steps: int = typer.Option(0, "--md-steps", help="NVE steps for the MD spectrum (0: harmonic only)."),
                 timestep: float = typer.Option(0.5, "--timestep", help="fs"),

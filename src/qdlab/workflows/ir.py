@@ -81,19 +81,21 @@ def load_phonon_folder(folder: str | os.PathLike, structure: str | os.PathLike |
     """
     from ase.io import read
 
+    from qdlab.workflows.phonons import PhononResult
+
     d = Path(folder)
     npz = d / "phonons.npz" if d.is_dir() else d
     if not npz.exists():
         raise QdlabError(f"{d} holds no phonons.npz (run `qdlab phonons STRUCTURE -o {d}` first)")
-    data = np.load(npz)
+    result = PhononResult.load(npz)
     st = Path(structure) if structure else npz.parent / "relaxed.extxyz"
     if not st.exists():
         raise QdlabError(f"no structure for {npz}: pass --structure (the relaxed model the phonons belong to)")
     atoms = read(st)
-    modes = data["modes"]
-    if modes.shape[1] != len(atoms) or not np.allclose(data["masses_amu"], atoms.get_masses()):
+    modes = result.modes
+    if modes.shape[1] != len(atoms) or not np.allclose(result.masses_amu, atoms.get_masses()):
         raise QdlabError(f"{st} ({len(atoms)} atoms) is not the structure of {npz} ({modes.shape[1]} atoms)")
-    return atoms, data["frequencies_cm1"], modes
+    return atoms, result.frequencies_cm1, modes
 
 
 def run_ir_md(trajectory: str | os.PathLike, out: str | os.PathLike, settings: IRMDSettings | None = None,
