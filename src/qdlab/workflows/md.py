@@ -256,14 +256,18 @@ def _setup(atoms: Atoms, s: MDSettings, traj: Path, max_temperature_K: float | N
                 signature=s.signature() | {"numbers": work.numbers.tolist()})
 
 
-def _resume(run: _Run) -> None:
-    """Continue from the checkpoint: same settings, exactly its frames kept, state restored."""
-    z = _load_ckpt(run.ckpt, len(run.work))
+def _check_signature(run: _Run, z: dict) -> None:
     now = json.loads(json.dumps(run.signature))  # as stored: tuples become lists
     if z["signature"] != now:
         diff = [k for k in now if z["signature"].get(k) != now[k]]
         raise QdlabError(f"checkpoint {run.ckpt.name} was written with other settings ({', '.join(diff)}); "
                          "rerun with the same settings or delete it (--overwrite)")
+
+
+def _resume(run: _Run) -> None:
+    """Continue from the checkpoint: same settings, exactly its frames kept, state restored."""
+    z = _load_ckpt(run.ckpt, len(run.work))
+    _check_signature(run, z)
     n_frames = int(z["n_frames"])
     # frames written after the checkpoint (or one cut off mid-write) are dropped: the run
     # continues from the checkpoint and writes them again, identically
@@ -386,6 +390,25 @@ def _summary(run: _Run, seconds: float, frozen_ref: np.ndarray) -> MDResult:
                     energy_drift_eV_atom_ps=drift, max_energy_deviation_eV_atom=dev, seconds=seconds,
                     steps_per_second=done / seconds if seconds > 0 and done else 0.0,
                     restarted_from_step=run.start_step, frames={k: np.asarray(v) for k, v in records.items()})
+
+
+def preflight(atoms: Atoms, settings: MDSettings, trajectory: str | os.PathLike, restart: bool = True) -> None:
+    """Every refusal :func:`run_md` would make before its first step, without running anything:
+    settings, structure, trajectory format, a live writer holding the lock, a damaged or foreign
+    checkpoint, stale output without a checkpoint (a CLI calls this before it draws progress)."""
+    from qdlab.store.locks import lock_path
+
+    settings.validate()
+    traj = Path(trajectory)
+    trajectory_format(traj)
+    run = _setup(atoms, settings, traj, None)
+    if lock_path(traj).exists():
+        with output_lock(traj, what="trajectory"):  # refused here if a live process holds it
+            pass
+    if run.ckpt.exists() and restart:
+        _check_signature(run, _load_ckpt(run.ckpt, len(run.work)))
+    elif restart and traj.exists():
+        raise QdlabError(f"{traj} exists without a checkpoint of this run; delete it or pass --overwrite")
 
 
 def run_md(atoms: Atoms, calc: Calculator, settings: MDSettings | None = None, *,
