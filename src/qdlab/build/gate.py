@@ -142,3 +142,54 @@ def check_atom_count(n_atoms: int, what: str, fix: str, *, bytes_per_atom: float
     if n_atoms > max_atoms:
         raise InputError(f"{what} would have {n_atoms:,} atoms (> {max_atoms:,}, beyond any engine qdlab drives); {fix}")
     check_memory(n_atoms * bytes_per_atom, what, fix)
+
+
+def check_option(name: str, value: float | int | None, *, gt: float | None = None, ge: float | None = None,
+                 le: float | None = None, unit: str = "") -> None:
+    """Refuse an out-of-range or non-finite command option in one line (``--sigma must be > 0 cm⁻¹, not -1``)."""
+    if value is None:
+        return
+    bounds = []
+    if gt is not None:
+        bounds.append(f"> {gt:g}")
+    if ge is not None:
+        bounds.append(f"≥ {ge:g}")
+    if le is not None:
+        bounds.append(f"≤ {le:g}")
+    ok = isinstance(value, (int, float)) and np.isfinite(value)
+    ok = ok and (gt is None or value > gt) and (ge is None or value >= ge) and (le is None or value <= le)
+    if not ok:
+        raise InputError(f"{name} must be {' and '.join(bounds)}{' ' + unit if unit else ''}, not {value}")
+
+
+def hessian_bytes(n_atoms: int) -> float:
+    """Memory of a dense Γ Hessian job: the 3N×3N matrix, its symmetrised copy and eigenvectors (float64)."""
+    return 3.0 * (3 * n_atoms) ** 2 * 8
+
+
+def expected_atoms(recipe) -> int:
+    """Atoms a build recipe will make, from its size alone (no atom is allocated; ligands add ≤ 2×)."""
+    kind = getattr(recipe, "kind", None)
+    if kind == "pbs":
+        m = int(recipe.size)
+        if m < 0:
+            raise InputError(f"PbS size must be ≥ 1, not {m}")
+        # sites with |i|+|j|+|k| ≤ m on the rock-salt lattice (units of a/2)
+        return int(sum((2 * (m - abs(i)) + 1) ** 2 // 2 + 1 for i in range(-m, m + 1)))
+    from qdlab.build.perovskite import parse_size
+
+    nx, ny, nz = parse_size(recipe.size)
+    if kind == "slab":
+        return 5 * nx * ny * nz + 4 * nx * ny
+    a = (nx + 1) * (ny + 1) * (nz + 1)
+    x = (nx + 1) * ny * nz + nx * (ny + 1) * nz + nx * ny * (nz + 1)
+    return a + nx * ny * nz + x
+
+
+def check_recipe_size(recipe, *, bytes_per_atom: float = 2000.0) -> int:
+    """Refuse a recipe whose model would not fit (atoms × ``bytes_per_atom``, ligands doubling it)
+    before anything is built. Returns the expected number of atoms of the core."""
+    n = expected_atoms(recipe)
+    check_atom_count(2 * n, f"a {recipe.kind} model of size {recipe.size}",
+                     "choose a smaller --size", bytes_per_atom=bytes_per_atom)
+    return n

@@ -51,14 +51,15 @@ def relax_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output"
               restart: bool = typer.Option(True, "--restart/--no-restart", help="Resume from the trajectory's last frame."),
               as_json: bool = JSON_OPT) -> None:
     """Relax a structure (L-BFGS by default) with any engine; resumable from its trajectory."""
-    from ase.io import read
-
-    from qdlab.engines import get_calculator
+    from qdlab.build.gate import check_option
+    from qdlab.cli.inputs import load_engine, load_structure
     from qdlab.store.files import write_atoms
     from qdlab.workflows.relax import relax
 
-    atoms = read(structure)
-    calc = get_calculator(engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
+    check_option("--fmax", fmax, gt=0, unit="eV/Å")
+    check_option("--steps", steps, ge=0)
+    atoms = load_structure(structure, what="relax input")
+    calc = load_engine(atoms, engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
     traj = trajectory or output.with_suffix(".traj")
 
     def show(step: int, energy: float, fm: float) -> None:
@@ -88,13 +89,12 @@ def single_cmd(structure: Path, engine: str = ENGINE_OPT, model: str = MODEL_OPT
     import time
 
     import numpy as np
-    from ase.io import read
 
-    from qdlab.engines import get_calculator
+    from qdlab.cli.inputs import load_engine, load_structure
     from qdlab.errors import QdlabError
 
-    atoms = read(structure)
-    calc = get_calculator(engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
+    atoms = load_structure(structure)
+    calc = load_engine(atoms, engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
     atoms.calc = calc
     t0 = time.perf_counter()
     energy = float(atoms.get_potential_energy())

@@ -28,3 +28,20 @@ def load_engine(atoms: Atoms | None, engine: str, **options) -> Calculator:
     if atoms is not None:
         check_elements(atoms, calc, engine)
     return calc
+
+
+def check_phonon_job(atoms: Atoms, *, fmax: float, relax_steps: int, delta: float, sigma: float, workers: int,
+                     batch: int | None, method: str) -> None:
+    """Every option of ``qdlab phonons`` and the Hessian's memory, before the relaxation starts."""
+    from qdlab.build.gate import InputError, check_memory, check_option, hessian_bytes
+
+    check_option("--fmax", fmax, gt=0, unit="eV/Å")
+    check_option("--relax-steps", relax_steps, ge=0)
+    check_option("--delta", delta, gt=0, le=0.2, unit="Å")
+    check_option("--sigma", sigma, gt=0, unit="cm⁻¹")
+    check_option("--workers", workers, ge=1)
+    check_option("--batch", batch, ge=1)
+    if method not in ("fd", "analytic"):
+        raise InputError(f"--method must be fd or analytic, not {method!r}")
+    check_memory(hessian_bytes(len(atoms)), f"the Hessian of {len(atoms)} atoms",
+                 "use a smaller model or a machine with more memory")

@@ -57,8 +57,6 @@ def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | comp
 
     `qdlab phonons compare DIR1 DIR2 ... -o plot.png` overlays finished runs and tabulates M1/M2/M3.
     """
-    from ase.io import read
-
     from qdlab.errors import QdlabError
 
     if str(args[0]) == "compare":
@@ -68,14 +66,16 @@ def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | comp
         raise QdlabError("give one structure file (or: qdlab phonons compare DIR1 DIR2 ... -o plot.png)")
     structure = args[0]
 
-    from qdlab.engines import get_calculator
+    from qdlab.cli.inputs import check_phonon_job, load_engine, load_structure
     from qdlab.store.files import write_atoms
     from qdlab.workflows.phonon_io import write_phonon_outputs
     from qdlab.workflows.phonons import phonons
     from qdlab.workflows.relax import relax
 
-    atoms = read(structure)
-    calc = get_calculator(engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
+    atoms = load_structure(structure, what="phonons input", min_atoms=2)
+    check_phonon_job(atoms, fmax=fmax, relax_steps=relax_steps, delta=delta, sigma=sigma, workers=workers,
+                     batch=batch, method=method)
+    calc = load_engine(atoms, engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
     out.mkdir(parents=True, exist_ok=True)
     if relax_first:
         res = relax(atoms, calc, fmax=fmax, steps=relax_steps, trajectory=out / "relax.traj")
