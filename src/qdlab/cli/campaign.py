@@ -184,9 +184,12 @@ def report_cmd(store: str = typer.Argument(..., help="Results store: a .db file 
 
 
 def _export(code: str, models: list[Path], out: Path, settings: list[str], job_opts: dict, as_json: bool) -> None:
+    from qdlab.campaign.checks import check_export
     from qdlab.campaign.hpc import export_models, parse_settings
 
-    res = export_models(code, models, out, overrides=parse_settings(settings), **job_opts)
+    overrides = parse_settings(settings)
+    check_export(models, overrides, nodes=job_opts["nodes"], ntasks=job_opts["ntasks"], walltime=job_opts["walltime"])
+    res = export_models(code, models, out, overrides=overrides, **job_opts)
     if as_json:
         emit_json(res)
         return

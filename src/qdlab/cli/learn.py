@@ -63,13 +63,26 @@ def collect_cmd(sources: list[Path] = typer.Argument(..., help="Trajectories, ra
                 split: bool = typer.Option(True, "--split/--no-split", help="Assign train/val/test to new frames."),
                 fractions: str = FRACTIONS_OPT, seed: int = SEED_OPT,
                 append: bool = typer.Option(False, "--append", help="Add to an existing dataset."),
+                overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
                 as_json: bool = JSON_OPT) -> None:
     """Collect frames into a dataset: deduplicated, split, with provenance per frame."""
+    from qdlab.store.checks import check_output, check_sources
     from qdlab.store.db import collect
 
-    summary = collect([str(p) for p in sources], str(out), every=every, keep_labels=not drop_labels, engine=engine,
-                      dedup_tol_A=None if dedup_tol < 0 else dedup_tol, split=split, fractions=_fractions(fractions),
-                      seed=seed, append=append)
+    check_output(out, append=append, overwrite=overwrite)
+    check_sources([str(p) for p in sources])
+    backup = out.with_name(f".{out.name}.replaced")
+    if overwrite and out.exists() and "://" not in str(out):
+        out.replace(backup)  # restored if the collection fails: --overwrite never loses the old data set
+    try:
+        summary = collect([str(p) for p in sources], str(out), every=every, keep_labels=not drop_labels,
+                          engine=engine, dedup_tol_A=None if dedup_tol < 0 else dedup_tol, split=split,
+                          fractions=_fractions(fractions), seed=seed, append=append)
+    except BaseException:
+        if backup.exists():
+            backup.replace(out)
+        raise
+    backup.unlink(missing_ok=True)
     if as_json:
         emit_json(summary.to_dict())
     else:
