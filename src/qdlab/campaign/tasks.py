@@ -288,7 +288,7 @@ def _peaks(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atom
     atoms = read(_parent_file(parent, files, "structure"), format="extxyz")
     with np.load(_parent_file(parent, files, "phonons")) as z:
         freqs, modes = z["frequencies_cm1"], z["modes"]
-    sel = label_selections(atoms, "role" if "role" in atoms.arrays else "element")
+    sel = label_selections(atoms, "auto")
     dos = phonon_dos(freqs, modes, sel, sigma_cm1=s["sigma_cm1"])
     missing: dict[str, str] = {}
     peaks = mode_peaks(dos, s.get("regions") or CSPBBR3_REGIONS, missing=missing)

@@ -99,13 +99,19 @@ def rattle_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output
 
 @app.command("info")
 @guarded
-def info(structure: Path, as_json: bool = JSON_OPT) -> None:
-    """Summarise a model file (formula, charge, element and ligand counts)."""
-    from qdlab.build.model import summary
+def info(structure: Path, as_json: bool = JSON_OPT,
+         output: Path = typer.Option(None, "-o", "--output",
+                                     help="Write the model with its (perceived) labels as extended XYZ.")) -> None:
+    """Summarise a model file (formula, charge, element and ligand counts); a structure made
+    elsewhere (no qdlab labels) is perceived: roles, ligands, depth layers, facets, charge."""
+    from qdlab.build.perceive import describe
     from qdlab.cli.inputs import load_structure
+    from qdlab.store.files import write_atoms
 
     atoms = load_structure(structure, check=False)
-    s = summary(atoms)
+    s, labelled = describe(atoms)
+    if output is not None:
+        write_atoms(output, labelled)
     if as_json:
         emit_json(s)
     else:

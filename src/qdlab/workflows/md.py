@@ -125,7 +125,13 @@ def freeze_mask(atoms: Atoms, spec: str | None) -> np.ndarray:
     kind, _, value = spec.partition(":")
     if kind in ("core", "shell") and value:
         if "depth" not in atoms.arrays:
-            raise QdlabError(f"--freeze {spec} needs the builder's depth labels, which this structure lacks")
+            from qdlab.build.perceive import perceive
+
+            labelled, seen = perceive(atoms)  # a structure made elsewhere: depth from its lattice
+            if seen.lattice_A is None:
+                raise QdlabError(f"--freeze {spec} needs depth labels; none in this structure and no "
+                                 "nanocrystal lattice recognised in it")
+            atoms = labelled
         try:
             cells = float(value)
         except ValueError:

@@ -130,7 +130,7 @@ def write_phonon_outputs(atoms: Atoms, result: PhononResult, folder: str | os.Pa
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    sel = label_selections(atoms, "role" if "role" in atoms.arrays else "element")
+    sel = label_selections(atoms, "auto")
     dos = phonon_dos(result.frequencies_cm1, result.modes, sel, sigma_cm1=sigma_cm1)
     missing: dict[str, str] = {}
     peaks = mode_peaks(dos, regions, missing=missing)  # a region without a peak is recorded, not fatal
