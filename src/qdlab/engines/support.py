@@ -39,21 +39,25 @@ class GuardedCalculator(Calculator):
     def __init__(self, inner: Calculator, name: str, supported: frozenset[int] | None = None):
         super().__init__()
         self.inner = inner
-        self.name = name
+        self.engine_name = name
         self.supported_numbers = supported or frozenset(getattr(inner, "supported_numbers", ()) or ())
         self.implemented_properties = list(getattr(inner, "implemented_properties", ["energy", "forces"]))
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        check_elements(self.atoms, self, self.name)
+        check_elements(self.atoms, self, self.engine_name)
         work = self.atoms.copy()
         work.calc = self.inner
-        self.inner.calculate(work, properties, all_changes)
+        try:
+            self.inner.calculate(work, properties, all_changes)
+        except Exception as exc:  # noqa: BLE001 - an outside engine fails in its own ways: one line
+            raise EngineInputError(f"engine {self.engine_name} failed: {type(exc).__name__}: "
+                                   f"{' '.join(str(exc).split())[:120]}") from None
         self.results = dict(self.inner.results)
         for key in ("energy", "forces"):
             val = self.results.get(key)
             if val is not None and not np.all(np.isfinite(val)):
-                raise EngineInputError(f"engine {self.name} returned non-finite {key}; check the structure and model")
+                raise EngineInputError(f"engine {self.engine_name} returned non-finite {key}; check the structure and model")
 
 
 def load_factory(path: str, options: dict | None = None) -> Calculator:
@@ -72,9 +76,10 @@ def load_factory(path: str, options: dict | None = None) -> Calculator:
     if not callable(factory):
         raise EngineInputError(f"--engine {path}: {attr} is not callable")
     opts = dict(options or {})
-    params = inspect.signature(factory).parameters if _has_signature(factory) else {}
-    if params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        opts = {k: v for k, v in opts.items() if k in params}
+    if _has_signature(factory):  # pass only the options the factory accepts
+        params = inspect.signature(factory).parameters
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            opts = {k: v for k, v in opts.items() if k in params}
     try:
         calc = factory(**opts)
     except Exception as exc:  # noqa: BLE001 - a user's factory may fail in any way
