@@ -268,7 +268,7 @@ def models_cmd(table: Path = typer.Argument(..., help="Synthesis table (CSV/Parq
     from qdlab.experiment.tables import read_table
 
     check_option("--cv", cv, ge=2)
-    df = read_table(table, min_rows=cv)
+    df = read_table(table)
     feats = features or [c for c in df.columns if c not in {target, "peak_nm", "intensity", "fwhm_nm", "well"}
                          and pd.api.types.is_numeric_dtype(df[c])]
     report = fit_models(df, target, features=feats, models=models or MODEL_NAMES, seed=seed, cv=cv,
