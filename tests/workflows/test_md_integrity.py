@@ -184,3 +184,41 @@ def test_atomic_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert mode == 0o644 and mode2 == 0o664
+
+
+@pytest.mark.parametrize("fail", ["frame", "checkpoint"])
+def test_full_disk_then_rerun_never_duplicates_a_frame(cluster, calc, tmp_path, monkeypatch, fail):
+    """ENOSPC in the middle of a frame write, or in the checkpoint write after a complete frame."""
+    import errno
+
+    import qdlab.workflows.md as md
+
+    kw = KW | {"steps": 120, "interval": 20}
+    ref = run_md(cluster, calc, trajectory=tmp_path / "ref.extxyz", **kw)
+    out = tmp_path / "full.extxyz"
+    real_append, real_save = md.append_frame, md._save_ckpt
+    calls = {"n": 0}
+
+    def append(path, frame):
+        calls["n"] += 1
+        if fail == "frame" and calls["n"] == 4:
+            with open(path, "a") as fh:
+                fh.write(f"{len(frame)}\nProperties=species:S:1:pos:R:3 step=60\nCs 1.0")
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_append(path, frame)
+
+    def save(path, state):
+        if fail == "checkpoint" and calls["n"] == 4:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_save(path, state)
+
+    monkeypatch.setattr(md, "append_frame", append)
+    monkeypatch.setattr(md, "_save_ckpt", save)
+    with pytest.raises(OSError):
+        run_md(cluster, calc, trajectory=out, **kw)
+    monkeypatch.setattr(md, "append_frame", real_append)
+    monkeypatch.setattr(md, "_save_ckpt", real_save)
+    res = run_md(cluster, calc, trajectory=out, **kw)
+    assert res.restarted_from_step == 40
+    _same(read(out, ":"), read(tmp_path / "ref.extxyz", ":"))
+    assert [f.info["step"] for f in read(out, ":")] == list(range(0, 121, 20)) and ref.n_frames == 7

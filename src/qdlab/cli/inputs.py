@@ -37,7 +37,7 @@ def check_phonon_job(atoms: Atoms, *, fmax: float, relax_steps: int, delta: floa
 
     check_option("--fmax", fmax, gt=0, unit="eV/Å")
     check_option("--relax-steps", relax_steps, ge=0)
-    check_option("--delta", delta, gt=0, le=0.2, unit="Å")
+    check_option("--delta δ", delta, gt=0, le=0.2, unit="Å")
     check_option("--sigma", sigma, gt=0, unit="cm⁻¹")
     check_option("--workers", workers, ge=1)
     check_option("--batch", batch, ge=1)
