@@ -187,9 +187,10 @@ def expected_atoms(recipe) -> int:
 
 
 def check_recipe_size(recipe, *, bytes_per_atom: float = 2000.0) -> int:
-    """Refuse a recipe whose model would not fit (atoms × ``bytes_per_atom``, ligands doubling it)
+    """Refuse a recipe whose model would not fit (atoms × ``bytes_per_atom``, ligands counted as doubling it)
     before anything is built. Returns the expected number of atoms of the core."""
     n = expected_atoms(recipe)
-    check_atom_count(2 * n, f"a {recipe.kind} model of size {recipe.size}",
+    capped = bool(getattr(recipe, "ligands", None)) or bool(getattr(recipe, "ligand", None))
+    check_atom_count((2 if capped else 1) * n, f"a {recipe.kind} model of size {recipe.size}",
                      "choose a smaller --size", bytes_per_atom=bytes_per_atom)
     return n
