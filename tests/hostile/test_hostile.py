@@ -95,8 +95,6 @@ def _argv(template: list[str], f: Path | str, out: Path) -> list[str]:
 @pytest.mark.parametrize("command", list(STRUCTURE_COMMANDS))
 @pytest.mark.parametrize("bad", list(BAD_FILES))
 def test_bad_structure_files(files, tmp_path, command, bad):
-    if bad in ("nan", "overlap") and command in ("render",):
-        pytest.skip("render draws any finite picture; NaN/overlap is checked where it computes")
     res = runner.invoke(app, _argv(STRUCTURE_COMMANDS[command], files[bad], tmp_path))
     _check(res, 2, BAD_FILES[bad], [tmp_path / o for o in _OUTS[command]])
 
@@ -246,3 +244,16 @@ def test_count_of_cases():
     """The issue asks for at least 60 parametrised hostile cases."""
     n = (len(STRUCTURE_COMMANDS) * len(BAD_FILES) + 3 + 10 + 29 + 3)
     assert n >= 60, n
+
+
+def test_relax_refused_while_another_writer_holds_its_trajectory(files, tmp_path):
+    from qdlab.store.locks import output_lock
+
+    out = tmp_path / "r.extxyz"
+    with output_lock(tmp_path / "r.traj"):
+        res = runner.invoke(app, ["relax", str(files["good"]), "-e", "classical", "-o", str(out)])
+    err = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(err) == 1 and "being written by" in err[0], res.stderr
+    assert not out.exists()
+    res = runner.invoke(app, ["relax", str(files["good"]), "-e", "classical", "-o", str(out), "--json"])
+    assert res.exit_code in (0, 1) and out.exists() and not (tmp_path / "r.traj.lock").exists()

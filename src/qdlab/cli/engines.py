@@ -66,9 +66,12 @@ def relax_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output"
         if not as_json:
             console.print(f"step {step:5d}  E = {energy:.6f} eV  fmax = {fm:.4f} eV/Å", highlight=False)
 
-    res = relax(atoms, calc, optimizer=optimizer, fmax=fmax, steps=steps, fix=fix, trajectory=traj,
-                restart=restart, callback=show)
-    write_atoms(output, res.atoms)
+    from qdlab.store.locks import output_lock
+
+    with output_lock(traj, what="relaxation trajectory"):  # a second relax into the same files is refused
+        res = relax(atoms, calc, optimizer=optimizer, fmax=fmax, steps=steps, fix=fix, trajectory=traj,
+                    restart=restart, callback=show)
+        write_atoms(output, res.atoms)
     info = {"output": str(output), "trajectory": str(traj), "converged": res.converged, "steps": res.steps,
             "energy_eV": res.energy_eV, "fmax_eV_A": res.fmax_eV_A, "n_fixed": res.n_fixed,
             "restarted_from_step": res.restarted_from_step, "engine": engine}
