@@ -106,3 +106,19 @@ def test_rmsf_by_layer_on_a_plain_trajectory(capped_pbs, tmp_path):
     sym, depth = np.array(capped_pbs.get_chemical_symbols()), capped_pbs.arrays["depth"]
     for el in ("Pb", "S"):  # the builder's layers of each element (Pb at even, S at odd depths)
         assert set(by_depth[el]) == {str(d) for d in np.unique(depth[sym == el])}
+
+
+def test_no_nanocrystal_no_guessed_labels():
+    from ase.build import molecule
+
+    from qdlab.analysis.trajectory import load_trajectory
+
+    argon = Atoms("Ar4", positions=[[0, 0, 0], [3.8, 0, 0], [0, 3.8, 0], [0, 0, 3.8]])
+    _, seen = perceive(argon)
+    assert seen.kind == "other" and seen.lattice_A is None and seen.layers == {}
+    assert load_trajectory([argon, argon]).labels == {}
+    _, seen = perceive(molecule("CH3CH2OH"))
+    assert seen.kind == "molecular" and seen.unknown_fragments == {"C2H6O": 1}
+    with pytest.raises(Exception, match="no nanocrystal core"):
+        label_selections(argon, "role")
+    assert set(label_selections(argon, "auto")) == {"Ar"}

@@ -158,7 +158,7 @@ def label_selections(atoms, by: str = "role") -> dict[str, np.ndarray]:
         from qdlab.build.perceive import perceive
 
         labelled, seen = perceive(atoms)
-        if seen.kind == "molecular":
+        if seen.lattice_A is None:
             if by == "auto":
                 return {s: sym == s for s in dict.fromkeys(sym)}
             raise QdlabError("partial DOS by role: no nanocrystal core recognised in this structure; use by='element'")

@@ -203,9 +203,10 @@ def _perceived_labels(atoms: Atoms) -> dict[str, np.ndarray]:
     from qdlab.build.perceive import perceive
 
     labelled, seen = perceive(atoms)
-    if seen.kind == "molecular":
-        return {}
-    return {k: np.asarray(labelled.arrays[k]).copy() for k in LABEL_KEYS if k in labelled.arrays}
+    keys = LABEL_KEYS
+    if seen.lattice_A is None:  # no nanocrystal core: molecules only, no guessed roles or depth
+        keys = ("ligand", "ligand_id", "motif") if (labelled.arrays["ligand_id"] >= 0).any() else ()
+    return {k: np.asarray(labelled.arrays[k]).copy() for k in keys if k in labelled.arrays}
 
 
 def _with_labels(traj: Trajectory, labels: Atoms | str | os.PathLike[str]) -> Trajectory:

@@ -297,12 +297,14 @@ def perceive(atoms: Atoms, library: dict | None = None) -> tuple[Atoms, Percepti
     has_a = bool((role[core] == "A").any()) or a_site_ligands
     x_halide = bool(np.isin(sym[core][role[core] == "X"], list(HALOGENS)).any())
     has_b = bool((role[core] == "B").any())
-    kind = "perovskite" if (has_b and has_a and x_halide) else "rocksalt" if has_b else "molecular"
+    has_x = bool((role[core] == "X").any())
+    kind = ("perovskite" if (has_b and has_a and x_halide) else "rocksalt" if (has_b and has_x)
+            else "molecular" if not core.size else "other")
     charges[core] = _formal_charges(sym, role, core, kind)[core]
     depth = np.full(len(out), -1, int)
     facet = np.full(len(out), NONE, dtype="U16")
     lattice = shape = None
-    if core.size and kind != "molecular":
+    if core.size and kind in ("perovskite", "rocksalt"):
         depth[core], facet[core], lattice, shape = _core_geometry(out, core, role, kind)
         if in_frag.any():
             _, near = cKDTree(out.positions[core]).query(out.positions[in_frag])
