@@ -251,3 +251,15 @@ def test_relax_refused_while_another_writer_holds_its_trajectory(files, tmp_path
     assert not out.exists()
     res = runner.invoke(app, ["relax", str(files["good"]), "-e", "classical", "-o", str(out), "--json"])
     assert res.exit_code in (0, 1) and out.exists() and not (tmp_path / "r.traj.lock").exists()
+
+
+@pytest.mark.parametrize("argv, pattern", [
+    (["label", "{empty}", "-o", "{out}/l.db", "-e", "classical"], "is empty"),
+    (["label", "{binary}", "-o", "{out}/l.db", "-e", "classical"], "is binary"),
+    (["label", "{gold}", "-o", "{out}/l.db", "-e", "classical"], "does not support au"),
+    (["dataset", "info", "{empty}"], "is empty"),
+    (["dataset", "info", "{binary}"], "is binary"),
+], ids=["label-empty", "label-binary", "label-unsupported", "dataset-info-empty", "dataset-info-binary"])
+def test_dataset_commands_refuse_bad_input(files, tmp_path, argv, pattern):
+    args = [a.format(out=tmp_path, **{k: v for k, v in files.items()}) for a in argv]
+    _check(runner.invoke(app, args), 2, pattern, [tmp_path / "l.db"])

@@ -116,8 +116,10 @@ def split_cmd(data: Path = typer.Argument(..., help="Dataset to split."),
 @guarded
 def info_cmd(data: Path = typer.Argument(..., help="Dataset."), as_json: bool = JSON_OPT) -> None:
     """Counts per split, engine, source and composition; label ranges."""
+    from qdlab.store.checks import check_sources
     from qdlab.store.db import read_frames, summarize
 
+    check_sources([str(data)])
     summary = summarize(read_frames(str(data)), str(data))
     if as_json:
         emit_json(summary.to_dict())
@@ -135,12 +137,14 @@ def label_cmd(data: Path = typer.Argument(..., help="Frames to label (dataset or
               overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh instead of resuming."),
               as_json: bool = JSON_OPT) -> None:
     """Label frames with a reference engine; rerun the same command to resume after an interruption."""
-    from qdlab.engines import get_calculator
+    from qdlab.cli.inputs import load_engine
+    from qdlab.store.checks import check_sources
     from qdlab.store.db import read_frames
     from qdlab.workflows.label import label
 
+    check_sources([str(data)])  # missing, empty, binary or frameless: one line before any progress
     frames = read_frames(str(data))
-    calc = get_calculator(engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
+    calc = load_engine(frames[0], engine, model=model, checkpoint=checkpoint, device=device, threads=threads, d3=d3)
     settings = {"engine": engine, "model": model, "checkpoint": checkpoint, "d3": d3}
     with _bar("labelling", as_json) as bar:
         task = bar.add_task("label", total=len(frames))
