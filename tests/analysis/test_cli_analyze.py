@@ -78,10 +78,11 @@ def test_traj_with_labels_and_vdos(cube, tmp_path):
     header = (tmp_path / "v" / "vdos.csv").read_text().splitlines()[0]
     assert header == "wavenumber_cm1,total,classical_total,total_Cs,total_Pb,total_Br"
     res = runner.invoke(app, ["analyze", "rmsf", str(traj), "-o", str(tmp_path / "r"), "--json"])
-    assert _json(res)["by_depth"] == {}
+    perceived = _json(res)["by_depth"]  # no labels in the .traj: depth perceived from the lattice (issue 13)
     data = _json(runner.invoke(app, ["analyze", "rmsf", str(traj), "--labels", str(model), "-o",
                                      str(tmp_path / "r"), "--json"]))
     assert set(data["by_depth"]["Pb"]) == {"1", "3"}  # Pb sit half a cell (1) and 1.5 cells (3) deep
+    assert perceived == data["by_depth"]
 
 
 def test_coordination_json(pbs_traj, tmp_path):

@@ -169,7 +169,7 @@ workers = 1
     app.add_typer(cc.campaign_app, name="campaign")
     app.command("report")(cc.report_cmd)
     r = runner.invoke(app, ["campaign", "run", str(spec)])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output  # issue 13: non-zero when any task failed
     rs = ResultStore(tmp_path / "mixed.db")
     rows = {(r.kvp["composition"], r.kvp["step"]): r for r in rs.rows()}
     assert rows[("CsPbI3", "relax")].status == DONE and rows[("CsPbI3", "phonons")].status == DONE

@@ -92,8 +92,13 @@ def test_freeze_spec_errors(cluster):
         freeze_mask(cluster, "shell:10")
     bare = cluster.copy()
     del bare.arrays["depth"]
+    # a structure without labels: depth perceived from its lattice (issue 13) gives the builder's mask
+    assert (freeze_mask(bare, "core:1") == freeze_mask(cluster, "core:1")).all()
+    from ase import Atoms
+
+    gas = Atoms("I3", positions=[[0, 0, 0], [4, 0, 0], [0, 4, 0]])
     with pytest.raises(QdlabError, match="depth labels"):
-        freeze_mask(bare, "core:1")
+        freeze_mask(gas, "core:1")
 
 
 def test_interrupted_run_equals_uninterrupted(cluster, calc, tmp_path):

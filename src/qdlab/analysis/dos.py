@@ -146,16 +146,25 @@ def label_selections(atoms, by: str = "role") -> dict[str, np.ndarray]:
     """Atom masks for partial DOS from the builder's labels or elements.
 
     ``by="role"``: "Pb/Br" style core B+X, "Cs" style A, "ligand" (when present) — a partition;
-    ``by="element"``: one mask per element — also a partition.
+    ``by="element"``: one mask per element — also a partition; ``by="auto"``: by role where the
+    structure has (or perception finds, :mod:`qdlab.build.perceive`) a nanocrystal core, else by element.
     """
     sym = np.array(atoms.get_chemical_symbols())
     if by == "element":
         return {s: sym == s for s in dict.fromkeys(sym)}
-    if by != "role":
-        raise QdlabError(f"partial DOS selections by 'role' or 'element', not {by!r}")
-    if "role" not in atoms.arrays:
-        raise QdlabError("partial DOS by role needs the builder's 'role' labels; use by='element'")
-    role = atoms.arrays["role"]
+    if by not in ("role", "auto"):
+        raise QdlabError(f"partial DOS selections by 'role', 'element' or 'auto', not {by!r}")
+    if "role" in atoms.arrays:
+        role = atoms.arrays["role"]
+    else:  # a structure made elsewhere: roles perceived from elements and positions
+        from qdlab.build.perceive import perceive
+
+        labelled, seen = perceive(atoms)
+        if seen.lattice_A is None:
+            if by == "auto":
+                return {s: sym == s for s in dict.fromkeys(sym)}
+            raise QdlabError("partial DOS by role: no nanocrystal core recognised in this structure; use by='element'")
+        role = labelled.arrays["role"]
     out: dict[str, np.ndarray] = {}
     bx = (role == "B") | (role == "X")
     if bx.any():

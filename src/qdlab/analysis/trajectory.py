@@ -191,9 +191,22 @@ def load_trajectory(frames: Frames, skip: int = 0,
     if all("momenta" in f.arrays for f in kept):
         vel = np.stack([f.get_velocities() for f in kept]) * _VEL_TO_A_FS
     lab = {k: np.asarray(first.arrays[k]).copy() for k in LABEL_KEYS if k in first.arrays}
+    if "role" not in lab and labels is None:
+        lab = _perceived_labels(first)
     traj = Trajectory(pos, first.numbers.copy(), first.get_masses().copy(), vel,
                       None if times is None else times[idx], lab, idx)
     return traj if labels is None else _with_labels(traj, labels)
+
+
+def _perceived_labels(atoms: Atoms) -> dict[str, np.ndarray]:
+    """Labels of a structure made elsewhere (no builder labels): roles, ligands, depth perceived."""
+    from qdlab.build.perceive import perceive
+
+    labelled, seen = perceive(atoms)
+    keys = LABEL_KEYS
+    if seen.lattice_A is None:  # no nanocrystal core: molecules only, no guessed roles or depth
+        keys = ("ligand", "ligand_id", "motif") if (labelled.arrays["ligand_id"] >= 0).any() else ()
+    return {k: np.asarray(labelled.arrays[k]).copy() for k in keys if k in labelled.arrays}
 
 
 def _with_labels(traj: Trajectory, labels: Atoms | str | os.PathLike[str]) -> Trajectory:

@@ -220,5 +220,9 @@ def build_pbs(r: PbSRecipe, progress: Progress = None) -> Atoms:
 
 def build(recipe: PerovskiteRecipe | SlabRecipe | PbSRecipe, progress: Progress = None) -> Atoms:
     """Build any recipe."""
+    from qdlab.build.gate import check_recipe_size
+    from qdlab.build.sanity import check_built
+
+    check_recipe_size(recipe)  # before any atom is allocated
     builders = {"perovskite": build_perovskite, "slab": build_slab, "pbs": build_pbs}
-    return builders[recipe.kind](recipe, progress)
+    return check_built(builders[recipe.kind](recipe, progress), recipe)

@@ -209,9 +209,20 @@ def run_campaign(spec: CampaignSpec, *, workers: int | None = None, scheduler: s
     """Run every unfinished task of ``spec`` on a Dask cluster (see :mod:`qdlab.campaign.cluster`).
 
     Refuses bad specs, an unreachable store or scheduler before any work starts (``prepared``: the
-    tasks :func:`validate_campaign` returned, to skip validating twice).
+    tasks :func:`validate_campaign` returned, to skip validating twice), and a store another live
+    ``campaign run`` is writing (:func:`qdlab.store.locks.output_lock` on the store's files folder).
     ``progress(done_units, total_units, summary_or_None)`` is called as tasks and chunks finish.
     """
+    from qdlab.store.locks import output_lock
+
+    with output_lock(ResultStore(spec.store, spec.files).files, what="results store"):
+        return _run_campaign(spec, workers=workers, scheduler=scheduler, cluster=cluster, progress=progress,
+                             log=log, prepared=prepared)
+
+
+def _run_campaign(spec: CampaignSpec, *, workers: int | None, scheduler: str | None, cluster: str | None,
+                  progress: Progress | None, log: Callable[[str], None] | None,
+                  prepared: list[Task] | None) -> CampaignResult:
     from qdlab.campaign.cluster import open_client
 
     t0 = time.perf_counter()

@@ -88,7 +88,12 @@ def run_cmd(spec: Path = SPEC_ARG, store: str = STORE_OPT, workers: int = WORKER
         raise QdlabError(f"--cluster must be local, slurm or pbs, not {cluster!r}")
     from qdlab.campaign.run import validate_campaign
 
+    from qdlab.store.locks import output_lock
+    from qdlab.store.results import ResultStore
+
     s = _load(spec, store)
+    with output_lock(ResultStore(s.store, s.files).files, what="results store"):
+        pass  # refuse a store another live `campaign run` is writing before validating or drawing progress
     tasks = validate_campaign(s, scheduler=scheduler)  # refuse before the progress bar appears
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -105,6 +110,8 @@ def run_cmd(spec: Path = SPEC_ARG, store: str = STORE_OPT, workers: int = WORKER
                            log=None if as_json else (lambda m: console.print(m, highlight=False, markup=False)))
     if as_json:
         emit_json(res.to_dict())
+        if res.n_failed:
+            raise typer.Exit(code=1)
         return
     console.print(f"campaign {res.campaign}: {res.n_done} done, {res.n_failed} failed, {res.n_skipped} already "
                   f"finished of {res.n_tasks} tasks in {_fmt_s(res.seconds)} → {res.store}")
@@ -115,6 +122,8 @@ def run_cmd(spec: Path = SPEC_ARG, store: str = STORE_OPT, workers: int = WORKER
         for f in res.failures:
             t.add_row(f["step"], str(f["composition"]), str(f["size"]), str(f["passivation"]), str(f["error"]))
         console.print(t)
+    if res.n_failed:  # a script must see that not every task finished
+        raise typer.Exit(code=1)
 
 
 @campaign_app.command("status")
@@ -160,6 +169,11 @@ def report_cmd(store: str = typer.Argument(..., help="Results store: a .db file 
     from qdlab.report.html import write_report
     from qdlab.store.results import ResultStore
 
+    from qdlab.errors import QdlabError
+    from qdlab.store.results import is_url
+
+    if not is_url(store) and not Path(store).is_file():
+        raise QdlabError(f"results store {store} does not exist; give the .db file a campaign wrote")
     rs = ResultStore(store, files)
     rs.check()
     info = write_report(rs, output, campaign=campaign, title=title)
@@ -170,9 +184,12 @@ def report_cmd(store: str = typer.Argument(..., help="Results store: a .db file 
 
 
 def _export(code: str, models: list[Path], out: Path, settings: list[str], job_opts: dict, as_json: bool) -> None:
+    from qdlab.campaign.checks import check_export
     from qdlab.campaign.hpc import export_models, parse_settings
 
-    res = export_models(code, models, out, overrides=parse_settings(settings), **job_opts)
+    overrides = parse_settings(settings)
+    check_export(models, overrides, nodes=job_opts["nodes"], ntasks=job_opts["ntasks"], walltime=job_opts["walltime"])
+    res = export_models(code, models, out, overrides=overrides, **job_opts)
     if as_json:
         emit_json(res)
         return

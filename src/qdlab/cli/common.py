@@ -41,6 +41,12 @@ def guarded(fn: F) -> F:
         except (QdlabError, ValidationError, OSError) as exc:
             print(f"error: {_one_line(exc)}", file=sys.stderr)
             raise typer.Exit(code=2) from None
+        except UnicodeDecodeError:  # a binary file where a text file was expected
+            print("error: an input file is binary, not text; check the file given", file=sys.stderr)
+            raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            print("error: interrupted; rerun the same command to resume", file=sys.stderr)
+            raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -73,22 +73,24 @@ def relax_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output"
               restart: bool = typer.Option(True, "--restart/--no-restart", help="Resume from the trajectory's last frame."),
               as_json: bool = JSON_OPT) -> None:
     """Relax a structure (L-BFGS by default) with any engine; resumable from its trajectory."""
-    from ase.io import read
-
+    from qdlab.cli.inputs import load_engine, load_structure
     from qdlab.store.files import write_atoms
     from qdlab.workflows.relax import RelaxSettings, run_relax
 
     settings = RelaxSettings(optimizer=optimizer, fmax=fmax, steps=steps, rattle_A=rattle, seed=seed, fix=fix)
-    atoms = read(structure)
-    calc = engine_spec(engine, model, checkpoint, device, threads, d3).calculator()
+    atoms = load_structure(structure, what="relax input")
+    calc = load_engine(atoms, engine_spec(engine, model, checkpoint, device, threads, d3))
     traj = trajectory or output.with_suffix(".traj")
 
     def show(step: int, energy: float, fm: float) -> None:
         if not as_json:
             console.print(f"step {step:5d}  E = {energy:.6f} eV  fmax = {fm:.4f} eV/Å", highlight=False)
 
-    res = run_relax(atoms, calc, settings, trajectory=traj, restart=restart, callback=show)
-    write_atoms(output, res.atoms)
+    from qdlab.store.locks import output_lock
+
+    with output_lock(traj, what="relaxation trajectory"):  # a second relax into the same files is refused
+        res = run_relax(atoms, calc, settings, trajectory=traj, restart=restart, callback=show)
+        write_atoms(output, res.atoms)
     info = {"output": str(output), "trajectory": str(traj), "converged": res.converged, "steps": res.steps,
             "energy_eV": res.energy_eV, "fmax_eV_A": res.fmax_eV_A, "n_fixed": res.n_fixed,
             "restarted_from_step": res.restarted_from_step, "engine": engine, "rattle_A": rattle, "seed": seed}
@@ -109,12 +111,12 @@ def single_cmd(structure: Path, engine: str = ENGINE_OPT, model: str = MODEL_OPT
     import time
 
     import numpy as np
-    from ase.io import read
 
+    from qdlab.cli.inputs import load_engine, load_structure
     from qdlab.errors import QdlabError
 
-    atoms = read(structure)
-    calc = engine_spec(engine, model, checkpoint, device, threads, d3).calculator()
+    atoms = load_structure(structure)
+    calc = load_engine(atoms, engine_spec(engine, model, checkpoint, device, threads, d3))
     atoms.calc = calc
     t0 = time.perf_counter()
     energy = float(atoms.get_potential_energy())

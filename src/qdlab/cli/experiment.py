@@ -264,9 +264,11 @@ def models_cmd(table: Path = typer.Argument(..., help="Synthesis table (CSV/Parq
     from qdlab.experiment.models import MODEL_NAMES, fit_models, plot_beeswarm, shap_ranking, shap_values
     from qdlab.experiment.platereader import write_tidy
 
-    if not table.exists():
-        raise QdlabError(f"no such file: {table}")
-    df = pd.read_parquet(table) if table.suffix.lower() == ".parquet" else pd.read_csv(table)
+    from qdlab.build.gate import check_option
+    from qdlab.experiment.tables import read_table
+
+    check_option("--cv", cv, ge=2)
+    df = read_table(table)
     feats = features or [c for c in df.columns if c not in {target, "peak_nm", "intensity", "fwhm_nm", "well"}
                          and pd.api.types.is_numeric_dtype(df[c])]
     report = fit_models(df, target, features=feats, models=models or MODEL_NAMES, seed=seed, cv=cv,

@@ -63,13 +63,26 @@ def collect_cmd(sources: list[Path] = typer.Argument(..., help="Trajectories, ra
                 split: bool = typer.Option(True, "--split/--no-split", help="Assign train/val/test to new frames."),
                 fractions: str = FRACTIONS_OPT, seed: int = SEED_OPT,
                 append: bool = typer.Option(False, "--append", help="Add to an existing dataset."),
+                overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
                 as_json: bool = JSON_OPT) -> None:
     """Collect frames into a dataset: deduplicated, split, with provenance per frame."""
+    from qdlab.store.checks import check_output, check_sources
     from qdlab.store.db import collect
 
-    summary = collect([str(p) for p in sources], str(out), every=every, keep_labels=not drop_labels, engine=engine,
-                      dedup_tol_A=None if dedup_tol < 0 else dedup_tol, split=split, fractions=_fractions(fractions),
-                      seed=seed, append=append)
+    check_output(out, append=append, overwrite=overwrite)
+    check_sources([str(p) for p in sources])
+    backup = out.with_name(f".{out.name}.replaced")
+    if overwrite and out.exists() and "://" not in str(out):
+        out.replace(backup)  # restored if the collection fails: --overwrite never loses the old data set
+    try:
+        summary = collect([str(p) for p in sources], str(out), every=every, keep_labels=not drop_labels,
+                          engine=engine, dedup_tol_A=None if dedup_tol < 0 else dedup_tol, split=split,
+                          fractions=_fractions(fractions), seed=seed, append=append)
+    except BaseException:
+        if backup.exists():
+            backup.replace(out)
+        raise
+    backup.unlink(missing_ok=True)
     if as_json:
         emit_json(summary.to_dict())
     else:
@@ -103,8 +116,10 @@ def split_cmd(data: Path = typer.Argument(..., help="Dataset to split."),
 @guarded
 def info_cmd(data: Path = typer.Argument(..., help="Dataset."), as_json: bool = JSON_OPT) -> None:
     """Counts per split, engine, source and composition; label ranges."""
+    from qdlab.store.checks import check_sources
     from qdlab.store.db import read_frames, summarize
 
+    check_sources([str(data)])
     summary = summarize(read_frames(str(data)), str(data))
     if as_json:
         emit_json(summary.to_dict())
@@ -122,11 +137,14 @@ def label_cmd(data: Path = typer.Argument(..., help="Frames to label (dataset or
               overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh instead of resuming."),
               as_json: bool = JSON_OPT) -> None:
     """Label frames with a reference engine; rerun the same command to resume after an interruption."""
+    from qdlab.cli.inputs import load_engine
+    from qdlab.store.checks import check_sources
     from qdlab.store.db import read_frames
     from qdlab.workflows.label import label
 
+    check_sources([str(data)])  # missing, empty, binary or frameless: one line before any progress
     frames = read_frames(str(data))
-    calc = engine_spec(engine, model, checkpoint, device, threads, d3).calculator()
+    calc = load_engine(frames[0], engine_spec(engine, model, checkpoint, device, threads, d3))
     settings = {"engine": engine, "model": model, "checkpoint": checkpoint, "d3": d3}
     with _bar("labelling", as_json) as bar:
         task = bar.add_task("label", total=len(frames))

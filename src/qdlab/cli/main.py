@@ -71,11 +71,10 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 def render(structure: Path, output: Path = typer.Option(None, "-o", "--output", help="PNG file (default: beside the input)."),
            title: str = typer.Option(None, "--title")) -> None:
     """Render a structure file to a PNG picture (two views)."""
-    from ase.io import read
-
+    from qdlab.cli.inputs import load_structure
     from qdlab.report.plots import render_structure
 
-    atoms = read(structure)
+    atoms = load_structure(structure)
     out = output or structure.with_suffix(".png")
     render_structure(atoms, out, title=title)
     console.print(f"wrote {out}")
@@ -88,15 +87,14 @@ def rattle_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output
                count: int = typer.Option(1, "--count", help="Number of rattled copies (seeds seed, seed+1, ...)."),
                as_json: bool = JSON_OPT) -> None:
     """Rattle a model ∝ covalent radius (organic 10–15 %, inorganic 15–25 %) for training data."""
-    from ase.io import read
-
     from qdlab.build.rattle import rattle
+    from qdlab.cli.inputs import load_structure
     from qdlab.errors import QdlabError
     from qdlab.store.files import write_atoms
 
     if count < 1:
         raise QdlabError("--count must be ≥ 1")
-    atoms = read(structure)
+    atoms = load_structure(structure)
     frames = [rattle(atoms, seed=seed + k) for k in range(count)]
     write_atoms(output, frames)
     if as_json:
@@ -107,14 +105,19 @@ def rattle_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output
 
 @app.command("info")
 @guarded
-def info(structure: Path, as_json: bool = JSON_OPT) -> None:
-    """Summarise a model file (formula, charge, element and ligand counts)."""
-    from ase.io import read
+def info(structure: Path, as_json: bool = JSON_OPT,
+         output: Path = typer.Option(None, "-o", "--output",
+                                     help="Write the model with its (perceived) labels as extended XYZ.")) -> None:
+    """Summarise a model file (formula, charge, element and ligand counts); a structure made
+    elsewhere (no qdlab labels) is perceived: roles, ligands, depth layers, facets, charge."""
+    from qdlab.build.perceive import describe
+    from qdlab.cli.inputs import load_structure
+    from qdlab.store.files import write_atoms
 
-    from qdlab.build.model import summary
-
-    atoms = read(structure)
-    s = summary(atoms)
+    atoms = load_structure(structure, check=False)
+    s, labelled = describe(atoms)
+    if output is not None:
+        write_atoms(output, labelled)
     if as_json:
         emit_json(s)
     else:

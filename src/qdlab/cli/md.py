@@ -43,16 +43,19 @@ def md_cmd(structure: Path,
            overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh instead of resuming."),
            as_json: bool = JSON_OPT) -> None:
     """Run NVT (Langevin, BAOAB, CSVR) or NVE MD; rerunning the same command resumes after a kill."""
-    from ase.io import read
-
-    from qdlab.workflows.md import MDSettings, run_md, temperature_series
+    from qdlab.cli.inputs import load_engine, load_structure
+    from qdlab.workflows.md import MDSettings, preflight, run_md, temperature_series
 
     temps = _temperatures(temperature)
     settings = MDSettings(ensemble=ensemble, temperature_K=temps[0], timestep_fs=timestep, steps=steps,
                           interval=interval, friction_ps=friction, taut_fs=taut, freeze=freeze, seed=seed)
     settings.validate()
-    atoms = read(structure)
-    calc = engine_spec(engine, model, checkpoint, device, threads, d3).calculator()
+    for t in temps:
+        MDSettings(**{**settings.__dict__, "temperature_K": t}).validate()  # every T before the first run
+    atoms = load_structure(structure, what="MD input")
+    if len(temps) == 1:
+        preflight(atoms, settings, out, restart=not overwrite)
+    calc = load_engine(atoms, engine_spec(engine, model, checkpoint, device, threads, d3))
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, disable=as_json) as bar:

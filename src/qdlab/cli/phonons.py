@@ -77,8 +77,6 @@ def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | comp
     """
     import warnings
 
-    from ase.io import read
-
     from qdlab.errors import QdlabError
 
     if str(args[0]) == "compare":
@@ -88,32 +86,37 @@ def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | comp
         raise QdlabError("give one structure file (or: qdlab phonons compare DIR1 DIR2 ... -o plot.png)")
     structure = args[0]
 
+    from qdlab.cli.inputs import check_phonon_job, load_engine, load_structure
     from qdlab.store.files import write_atoms
+    from qdlab.store.locks import output_lock
     from qdlab.workflows.phonon_io import write_phonon_outputs
     from qdlab.workflows.phonons import PhononSettings, phonons
     from qdlab.workflows.relax import RelaxSettings, run_relax
 
     ps = PhononSettings(delta=delta, method=method, batch=batch, sigma_cm1=sigma)  # bounds checked before any work
-    atoms = read(structure)
+    atoms = load_structure(structure, what="phonons input", min_atoms=2)
+    check_phonon_job(atoms, fmax=fmax, relax_steps=relax_steps, delta=delta, sigma=sigma, workers=workers,
+                     batch=batch, method=method)
     spec = engine_spec(engine, model, checkpoint, device, threads, d3)
-    calc = spec.calculator()
+    calc = load_engine(atoms, spec)
     out.mkdir(parents=True, exist_ok=True)
-    if relax_first:
-        settings = RelaxSettings(fmax=fmax, steps=relax_steps, rattle_A=rattle, seed=seed)
-        res = run_relax(atoms, calc, settings, trajectory=out / "relax.traj")
-        if not as_json:
-            console.print(f"relaxed: {res.steps} steps, fmax {res.fmax_eV_A:.4f} eV/Å, converged={res.converged}")
-        atoms = res.atoms
-        atoms.constraints = []
-        write_atoms(out / "relaxed.extxyz", atoms)
-    with Progress(TextColumn("Hessian"), BarColumn(), TextColumn("{task.completed}/{task.total} displacements"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=as_json) as bar, \
-            warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        task = bar.add_task("fd", total=6 * len(atoms))
-        result = phonons(atoms, calc, ps.delta, method=ps.method, batch_size=ps.batch, checkpoint=out / "hessian.ckpt",
-                         workers=workers, engine_spec=spec,
-                         progress=lambda d, t: bar.update(task, completed=d, total=t))
+    with output_lock(out / "hessian.ckpt", what="phonons run"):  # a second run into this folder is refused
+        if relax_first:
+            settings = RelaxSettings(fmax=fmax, steps=relax_steps, rattle_A=rattle, seed=seed)
+            res = run_relax(atoms, calc, settings, trajectory=out / "relax.traj")
+            if not as_json:
+                console.print(f"relaxed: {res.steps} steps, fmax {res.fmax_eV_A:.4f} eV/Å, converged={res.converged}")
+            atoms = res.atoms
+            atoms.constraints = []
+            write_atoms(out / "relaxed.extxyz", atoms)
+        with Progress(TextColumn("Hessian"), BarColumn(), TextColumn("{task.completed}/{task.total} displacements"),
+                      TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=as_json) as bar, \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            task = bar.add_task("fd", total=6 * len(atoms))
+            result = phonons(atoms, calc, ps.delta, method=ps.method, batch_size=ps.batch, checkpoint=out / "hessian.ckpt",
+                             workers=workers, engine_spec=spec,
+                             progress=lambda d, t: bar.update(task, completed=d, total=t))
     for w in caught:  # qdlab's reports (damaged checkpoint records, imaginary modes): one line each
         if issubclass(w.category, UserWarning) and "qdlab" in str(w.filename):
             console.print(f"warning: {w.message}", highlight=False)

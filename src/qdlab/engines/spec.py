@@ -57,10 +57,12 @@ class EngineSpec(BaseModel):
                 "d3": self.d3, "threads": threads if threads is not None else self.threads, **self.options}
 
     def calculator(self, threads: int | None = None) -> Calculator:
-        """Build the ASE calculator of these settings."""
-        from qdlab.engines.registry import get_calculator
+        """Build the ASE calculator of these settings (a registry engine, or any ASE calculator by
+        import path ``module:factory``, see :mod:`qdlab.engines.support`)."""
+        from qdlab.engines.support import make_calculator
 
-        return get_calculator(**self.calculator_kwargs(threads))
+        kwargs = self.calculator_kwargs(threads)
+        return make_calculator(kwargs.pop("name"), **kwargs)
 
     def identity(self) -> dict:
         """What identifies the engine in a campaign task key: name, model, device-independent

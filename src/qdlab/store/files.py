@@ -21,6 +21,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=final.suffix, dir=final.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a result file follows the umask
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -29,6 +30,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it for longer than one call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_atoms(path: str | os.PathLike[str], atoms: Atoms | list[Atoms], format: str | None = None) -> Path:

@@ -26,7 +26,7 @@ def dos_and_peaks(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray, 
     Returns (dos, peaks, missing): a region without a peak is recorded in ``missing``, not fatal."""
     from qdlab.analysis.dos import label_selections, mode_peaks, phonon_dos
 
-    sel = label_selections(atoms, "role" if "role" in atoms.arrays else "element")
+    sel = label_selections(atoms, "auto")  # roles from labels or perception, else elements
     dos = phonon_dos(frequencies_cm1, modes, sel, sigma_cm1=sigma_cm1)
     missing: dict[str, str] = {}
     peaks = mode_peaks(dos, regions, missing=missing)

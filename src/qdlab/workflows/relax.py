@@ -87,8 +87,11 @@ def relax(atoms: Atoms, calc: Calculator, *, optimizer: str = "lbfgs", fmax: flo
     key = optimizer.lower()
     if key not in OPTIMIZERS:
         raise QdlabError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
-    if fmax <= 0 or steps < 0:
+    if not fmax > 0 or steps < 0:
         raise QdlabError("fmax must be > 0 and steps ≥ 0")
+    from qdlab.build.gate import check_structure
+
+    check_structure(atoms, what="relax input")  # NaN positions once "converged after 0 steps"
     work = atoms.copy()
     work.constraints = []
     restarted = 0
