@@ -98,7 +98,7 @@ def test_render_rattle_info(tmp_path):
     res = runner.invoke(app, ["info", str(nc), "--json"])
     assert json.loads(res.stdout)["counts"] == {"Br": 36, "Cs": 20, "Pb": 8}
     res = runner.invoke(app, ["render", str(tmp_path / "missing.extxyz")])
-    assert res.exit_code == 2 and "No such file" in res.stderr
+    assert res.exit_code == 2 and "missing.extxyz does not exist" in res.stderr
 
 
 def test_help_everywhere():

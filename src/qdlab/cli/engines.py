@@ -73,10 +73,13 @@ def relax_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output"
               restart: bool = typer.Option(True, "--restart/--no-restart", help="Resume from the trajectory's last frame."),
               as_json: bool = JSON_OPT) -> None:
     """Relax a structure (L-BFGS by default) with any engine; resumable from its trajectory."""
+    from qdlab.build.gate import check_option
     from qdlab.cli.inputs import load_engine, load_structure
     from qdlab.store.files import write_atoms
     from qdlab.workflows.relax import RelaxSettings, run_relax
 
+    check_option("--fmax", fmax, gt=0, unit="eV/Å")  # one line naming the option, before any work
+    check_option("--steps", steps, ge=0)
     settings = RelaxSettings(optimizer=optimizer, fmax=fmax, steps=steps, rattle_A=rattle, seed=seed, fix=fix)
     atoms = load_structure(structure, what="relax input")
     calc = load_engine(atoms, engine_spec(engine, model, checkpoint, device, threads, d3))

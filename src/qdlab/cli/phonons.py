@@ -93,10 +93,10 @@ def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | comp
     from qdlab.workflows.phonons import PhononSettings, phonons
     from qdlab.workflows.relax import RelaxSettings, run_relax
 
-    ps = PhononSettings(delta=delta, method=method, batch=batch, sigma_cm1=sigma)  # bounds checked before any work
     atoms = load_structure(structure, what="phonons input", min_atoms=2)
     check_phonon_job(atoms, fmax=fmax, relax_steps=relax_steps, delta=delta, sigma=sigma, workers=workers,
-                     batch=batch, method=method)
+                     batch=batch, method=method)  # one line naming the option, before any work
+    ps = PhononSettings(delta=delta, method=method, batch=batch, sigma_cm1=sigma)
     spec = engine_spec(engine, model, checkpoint, device, threads, d3)
     calc = load_engine(atoms, spec)
     out.mkdir(parents=True, exist_ok=True)
