@@ -17,6 +17,7 @@ from qdlab.cli import build as build_cli  # noqa: E402
 from qdlab.cli import campaign as campaign_cli  # noqa: E402
 from qdlab.cli.analyze import analyze_app  # noqa: E402
 from qdlab.cli import engines as engines_cli  # noqa: E402
+from qdlab.cli.electronic import electronic_app  # noqa: E402
 from qdlab.cli import experiment as experiment_cli  # noqa: E402
 from qdlab.cli import learn as learn_cli  # noqa: E402
 from qdlab.cli import ligands as ligands_cli  # noqa: E402
@@ -36,6 +37,7 @@ app.command("single")(engines_cli.single_cmd)
 app.command("phonons")(phonons_cli.phonons_cmd)
 app.command("md")(md_cli.md_cmd)
 app.add_typer(analyze_app, name="analyze")
+app.add_typer(electronic_app, name="electronic")
 app.add_typer(learn_cli.dataset_app, name="dataset")
 app.command("label")(learn_cli.label_cmd)
 app.command("finetune")(learn_cli.finetune_cmd)
