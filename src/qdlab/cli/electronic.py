@@ -95,7 +95,7 @@ def _structure_summary(atoms, st) -> dict:
 @guarded
 def gap_cmd(structure: Path = typer.Argument(..., help="Structure (one frame) or trajectory (extxyz/traj)."),
             method: str = METHOD_OPT, params: str = PARAMS_OPT, eta: float = ETA_OPT, soc: bool = SOC_OPT,
-            n_states: int = typer.Option(4, "--states", help="States each side of the gap."),
+            n_states: int = typer.Option(2, "--states", help="States each side of the gap."),
             skip: int = typer.Option(0, "--skip-frames", help="Discard the first N frames."),
             stride: int = typer.Option(1, "--stride", help="Every K-th frame."),
             dt_fs: float = typer.Option(None, "--dt-fs", help="Frame spacing (fs) when frames carry no time_fs."),

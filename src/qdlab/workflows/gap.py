@@ -33,7 +33,7 @@ class GapSettings(BaseModel):
     method: str = Field("tight-binding", description="band-edge engine (tight-binding; pseudopotential at merge)")
     params: str | None = Field(None, description="TB parameter set name or file; None: the set for the halide present")
     eta: float | None = Field(None, description="Harrison exponent override")
-    n_states: int = Field(4, ge=1, description="states each side of the gap")
+    n_states: int = Field(2, ge=1, description="states each side of the gap")
     soc: bool = True
     skip: int = Field(0, ge=0, description="frames discarded at the start")
     stride: int = Field(1, ge=1, description="keep every stride-th frame")

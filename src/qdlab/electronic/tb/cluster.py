@@ -24,22 +24,32 @@ from qdlab.electronic.tb.params import TBParams, default_params_for, load_params
 from qdlab.errors import QdlabError
 
 
-@functools.lru_cache(maxsize=16)
-def _bulk_midgap(name: str, path: str) -> float:
+@functools.lru_cache(maxsize=32)
+def _edges_cached(path: str, eta: float) -> tuple[float, float]:
     from qdlab.electronic.tb.bulk import bulk_bands
 
-    b = bulk_bands(load_params(path) if path else load_params(name), n_per_segment=2)
-    return 0.5 * (b.vbm_R_eV + b.cbm_R_eV)
+    b = bulk_bands(load_params(path).with_changes(eta=eta), n_per_segment=2)
+    return b.vbm_R_eV, b.cbm_R_eV
+
+
+def _bulk_edges(params: TBParams) -> tuple[float, float]:
+    if params.path and not params.undercoordinated_shift_eV:
+        return _edges_cached(params.path, params.eta)
+    from qdlab.electronic.tb.bulk import bulk_bands
+
+    b = bulk_bands(params, n_per_segment=2)
+    return b.vbm_R_eV, b.cbm_R_eV
+
+
+def bulk_gap(params: TBParams) -> float:
+    """Gap (eV) at R of the parameter set's bulk cell (the yardstick for a cluster's gap)."""
+    return _bulk_edges(params)[1] - _bulk_edges(params)[0]
 
 
 def bulk_midgap(params: TBParams) -> float:
     """Mid-gap energy (eV) at R of the parameter set's cubic bulk cell (the default shift σ)."""
-    if params.path:
-        return _bulk_midgap(params.name, params.path)
-    from qdlab.electronic.tb.bulk import bulk_bands
-
-    b = bulk_bands(params, n_per_segment=2)
-    return 0.5 * (b.vbm_R_eV + b.cbm_R_eV)
+    vbm, cbm = _bulk_edges(params)
+    return 0.5 * (vbm + cbm)
 
 
 @dataclass(frozen=True)
@@ -68,12 +78,19 @@ class TBSolution:
 
 
 def _shift_invert(H, sigma: float, k: int):
+    """The k eigenpairs just below σ and the k just above, from one factorisation of H − σ.
+
+    In shift-invert mode ARPACK works on ν = 1/(λ − σ): the largest ν (``LA``) are the states just
+    above σ, the smallest (``SA``) those just below, so a σ inside the gap yields both band edges
+    however unevenly it sits between them.
+    """
     n = H.shape[0]
-    A = (H - sigma * _eye(n)).tocsc()
-    lu = sla.splu(A, permc_spec="MMD_AT_PLUS_A")
+    lu = sla.splu((H - sigma * _eye(n)).tocsc(), permc_spec="MMD_AT_PLUS_A")
     op = sla.LinearOperator((n, n), matvec=lu.solve, dtype=complex)
-    vals, vecs = sla.eigsh(H, k=min(k, n - 2), sigma=sigma, which="LM", OPinv=op,
-                           v0=np.full(n, 1.0 / np.sqrt(n), complex), tol=1e-12)
+    v0 = np.full(n, 1.0 / np.sqrt(n), complex)
+    parts = [sla.eigsh(H, k=min(k, n // 2 - 1), sigma=sigma, which=w, OPinv=op, v0=v0, tol=1e-12) for w in ("SA", "LA")]
+    vals = np.concatenate([p[0] for p in parts])
+    vecs = np.concatenate([p[1] for p in parts], axis=1)
     order = np.argsort(vals)
     return vals[order], vecs[:, order]
 
@@ -99,18 +116,14 @@ def solve(sys: TBSystem, n_states: int = 8, sigma: float | None = None, dense: b
         mid = 0.5 * (vals[n_occ - 1] + vals[n_occ])
         return TBSolution(sys, vals[lo:hi], vecs[:, lo:hi], occ, float(mid), "dense-eigh", time.perf_counter() - t0)
     sigma = bulk_midgap(sys.params) if sigma is None else float(sigma)
-    k = 2 * n_states + 4
-    for attempt in range(3):
-        vals, vecs = _shift_invert(H, sigma, k)
-        below, above = int((vals < sigma).sum()), int((vals > sigma).sum())
-        if below >= n_states and above >= n_states:
-            break
-        gaps = np.diff(vals)
-        sigma = float(0.5 * (vals[np.argmax(gaps)] + vals[np.argmax(gaps) + 1]))
-        k += 2 * n_states
-    else:
-        raise QdlabError("shift-invert did not bracket the gap (no clear gap near the bulk mid-gap)")
+    vals, vecs = _shift_invert(H, sigma, n_states + n_states % 2)
     occ = vals < sigma
+    if occ.all() or not occ.any():
+        raise QdlabError(f"shift-invert at {sigma:.3f} eV found states on one side only")
+    gap = vals[~occ].min() - vals[occ].max()
+    if gap < 0.5 * bulk_gap(sys.params):
+        raise QdlabError(f"no clear gap at {sigma:.3f} eV (states {vals[occ].max():.3f} and {vals[~occ].min():.3f} eV; "
+                         "in-gap states or a shifted band edge): try the dense solver")
     return TBSolution(sys, vals, vecs, occ, sigma, "shift-invert", time.perf_counter() - t0)
 
 
@@ -145,6 +158,7 @@ class TightBinding:
                  dense: bool | None = None, soc: bool = True):
         self._params = load_params(params) if isinstance(params, str) else params
         self.eta, self.dense, self.soc = eta, dense, soc
+        self._sigma: dict[tuple, float] = {}   # last mid-gap per composition: MD frames reuse it
 
     def params_for(self, atoms: Atoms) -> TBParams:
         p = self._params or default_params_for(atoms.get_chemical_symbols())
@@ -157,7 +171,11 @@ class TightBinding:
         sys = prepare(atoms, self.params_for(atoms))
         if not self.soc:
             sys = _without_soc(sys)
-        return solve(sys, n_states, dense=self.dense)
+        key = (sys.params.name, sys.params.eta, self.soc, tuple(sorted(np.unique(sys.symbols, return_counts=True)[1])),
+               tuple(np.unique(sys.symbols)))
+        sol = solve(sys, n_states, sigma=self._sigma.get(key), dense=self.dense)
+        self._sigma[key] = 0.5 * (sol.energies_eV[sol.homo_index] + sol.energies_eV[sol.lumo_index])
+        return sol
 
     def states(self, atoms: Atoms, n_states: int = 8) -> BandEdgeStates:
         sol = self.solve(atoms, n_states)
