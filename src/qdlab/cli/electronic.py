@@ -147,6 +147,49 @@ def gap_cmd(structure: Path = typer.Argument(..., help="Structure (one frame) or
         _table(f"gap trace → {path}", [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in summary.items()])
 
 
+@electronic_app.command("fit")
+@guarded
+def fit_cmd(frames: Path = typer.Argument(..., help="Structures (extxyz) with a reference gap in info[KEY] (eV)."),
+            key: str = typer.Option("gap_eV", "--key", help="info key of the reference gap (eV)."),
+            fit: list[str] = typer.Option(["eta"], "--fit", help="Parameter to fit: eta or shift:ELEMENT:ORBITAL "
+                                          "(on-site shift of undercoordinated atoms); repeatable."),
+            params: str = PARAMS_OPT, soc: bool = SOC_OPT,
+            absolute: bool = typer.Option(False, "--absolute", help="Fit absolute gaps (default: gap changes about the mean)."),
+            holdout_every: int = typer.Option(0, "--holdout-every", help="Hold out every N-th structure (also info['holdout'])."),
+            output: Path = typer.Option(Path("fitted_params.json"), "--output", "-o", help="Fitted parameter set (JSON)."),
+            as_json: bool = JSON_OPT) -> None:
+    """Fit the Harrison exponent and undercoordination shifts to reference gaps; report train/held-out errors."""
+    from ase.io import read
+
+    from qdlab.electronic.tb.fit import fit_params
+    from qdlab.electronic.tb.params import default_params_for, load_params
+    from qdlab.store.files import write_text
+
+    structures = read(frames, index=":")
+    missing = [i for i, a in enumerate(structures) if key not in a.info]
+    if missing:
+        raise QdlabError(f"{frames}: structure {missing[0]} has no info['{key}'] reference gap")
+    ref = np.array([float(a.info[key]) for a in structures])
+    held = np.array([bool(a.info.get("holdout", False)) for a in structures])
+    if holdout_every > 0:
+        held[::holdout_every] = True
+    base = load_params(params) if params else default_params_for(structures[0].get_chemical_symbols())
+    res = fit_params(structures, ref, base, fit, relative=not absolute, held_out=held, soc=soc)
+    summary = res.summary()
+    out = res.params.to_dict() | {"fit": summary | {"reference": str(frames), "key": key, "base": base.name}}
+    out["name"] = f"{base.name}+fit"
+    write_text(output, json.dumps(out, indent=2) + "\n")
+    if as_json:
+        emit_json(summary | {"output": str(output)})
+        return
+    rows = [(n, f"{v0:.4g} → {v:.4g}") for n, v0, v in zip(res.names, res.initial, res.values)]
+    for part in ("train", "held_out"):
+        f, i = summary[part]["fitted"], summary[part]["initial"]
+        if f.get("n"):
+            rows.append((f"{part} RMSE (n={f['n']})", f"{i['rmse_meV']:.1f} → {f['rmse_meV']:.1f} meV, R² {f['r2']}"))
+    _table(f"fit → {output}", rows)
+
+
 def _bands_opt(specs: list[str] | None) -> dict | None:
     if not specs:
         return None
