@@ -74,3 +74,32 @@ def test_csv_roundtrip_and_plots(tmp_path):
     bad.write_text("t,E\n1,2\n")
     with pytest.raises(QdlabError, match="time_fs"):
         read_gap_trace(bad)
+
+
+def test_harmonic_huang_rhys_equals_fourier_route_on_harmonic_motion():
+    # a random harmonic model: orthonormal mass-weighted modes, masses, a gap gradient; classical
+    # equipartition motion q_k = √(2k_BT)/ω_k cos(ω_k t + φ) gives E_g(t) = E0 + Σ d_k q_k; eq. 5's
+    # Fourier S must equal d_k²/(2ħω_k³) mode by mode (frequencies put on FFT bins)
+    from ase.units import _amu, _c, _e, _hbar, _k
+
+    from qdlab.analysis.exciton_phonon import harmonic_huang_rhys
+
+    rng = np.random.default_rng(7)
+    n_atoms, n, dt, T = 4, 4096, 5.0, 10.0
+    span_s = n * dt * 1e-15
+    bins = np.array([9, 20, 33, 47, 60, 80, 95, 110, 130, 150, 170, 190])
+    omega = 2 * np.pi * bins / span_s
+    freq_cm1 = omega / (2 * np.pi * _c * 100)
+    q, _ = np.linalg.qr(rng.normal(size=(3 * n_atoms, 3 * n_atoms)))
+    modes = q.T[: len(bins)].reshape(len(bins), n_atoms, 3)
+    masses = rng.uniform(30, 200, n_atoms)
+    g = rng.normal(0, 0.3, (n_atoms, 3))
+    e_h, S_h = harmonic_huang_rhys(freq_cm1, modes, masses, g)
+    d = np.einsum("kia,ia->k", modes, g / np.sqrt(masses)[:, None]) * _e / (1e-10 * np.sqrt(_amu))
+    t = np.arange(n) * dt * 1e-15
+    amp = np.sqrt(2 * _k * T) / omega
+    gap = 2.0 + sum(dk * a * np.cos(w * t + rng.uniform(0, 2 * np.pi)) for dk, a, w in zip(d, amp, omega)) / _e
+    res = linewidth(GapTrace(t * 1e15, gap), T, resolution_meV=2.0)
+    assert np.allclose(res.S[bins - 1], S_h, rtol=1e-6)
+    assert np.allclose(res.energy_eV[bins - 1], e_h, rtol=1e-9)
+    assert res.reorganization_eV == pytest.approx(np.sum(S_h * e_h), rel=1e-6)
