@@ -134,3 +134,17 @@ def test_bad_input_one_line_errors(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps(raw))
     with pytest.raises(QdlabError, match="finite"):
         load_params(tmp_path / "b.json")
+
+
+def test_cacabr3_shell_is_a_type_one_barrier():
+    # seed 004: the CBM of CsPbBr3/CsCaBr3 has ~1.7 % of its density on Ca; the core/shell gap is that of
+    # the bare core (the shell confines like vacuum)
+    eng = TightBinding("CsPbBr3-kashikar")
+    cs = _nc(4, shell="Ca:1")
+    st = eng.states(cs, 2)
+    by_el = weights_by(st.atom_weights, cs.get_chemical_symbols())
+    lumo = int(np.argmin(np.where(st.occupied, np.inf, st.energies_eV)))
+    homo = int(np.argmax(np.where(st.occupied, st.energies_eV, -np.inf)))
+    assert by_el["Ca"][lumo] < 0.1 and by_el["Ca"][homo] < 0.1
+    core = eng.states(_nc(2), 2).gap_eV
+    assert st.gap_eV == pytest.approx(core, abs=0.15)

@@ -101,6 +101,7 @@ def gap_cmd(structure: Path = typer.Argument(..., help="Structure (one frame) or
             dt_fs: float = typer.Option(None, "--dt-fs", help="Frame spacing (fs) when frames carry no time_fs."),
             linear: bool = typer.Option(False, "--linear", help="Linear-coupling model (Hellmann–Feynman) around the first frame."),
             workers: int = typer.Option(1, "--workers", help="Worker processes for a trajectory."),
+            plot: Path = typer.Option(None, "--plot", help="PNG of the band-edge density on the structure (one frame)."),
             output: Path = typer.Option(None, "--output", "-o", help="Output: JSON for a structure, CSV gap trace for a "
                                         "trajectory (default: <input>_gap.json / .csv)."),
             as_json: bool = JSON_OPT) -> None:
@@ -118,6 +119,12 @@ def gap_cmd(structure: Path = typer.Argument(..., help="Structure (one frame) or
         st = band_edge_engine(settings).states(atoms, n_states)
         summary = _structure_summary(atoms, st)
         path = output or structure.with_name(structure.stem + "_gap.json")
+        if plot:
+            from qdlab.electronic.plots import plot_band_edge_density
+            from qdlab.store.files import atomic_path
+
+            with atomic_path(plot) as tmp:
+                plot_band_edge_density(atoms, st, tmp, title=f"{structure.name}: gap {st.gap_eV:.3f} eV")
         write_text(path, json.dumps(summary, indent=2, default=float) + "\n")
         if as_json:
             emit_json(summary | {"output": str(path)})
