@@ -61,3 +61,27 @@ def test_linewidth_json_and_too_short(tmp_path):
     short.write_text("time_fs,gap_eV\n" + "\n".join(f"{a},{b}" for a, b in zip(t[:50], gap[:50])) + "\n")
     r = _run(["analyze", "linewidth", str(short), "-o", str(tmp_path / "lw2")])
     assert r.exit_code == 2 and "too short" in r.stderr and not (tmp_path / "lw2").exists()
+
+
+def test_fit_command_writes_a_loadable_set(tmp_path):
+    from qdlab.electronic.tb.fit import tb_gaps
+    from qdlab.electronic.tb.params import load_params
+
+    atoms = build(PerovskiteRecipe(size="1", composition="CsPbBr3", seed=0))
+    rng = np.random.default_rng(1)
+    frames = []
+    for _ in range(6):
+        a = atoms.copy()
+        a.positions += rng.normal(0, 0.05, a.positions.shape)
+        frames.append(a)
+    for a, g in zip(frames, tb_gaps(frames, load_params("CsPbBr3-kashikar").with_changes(eta=2.5))):
+        a.info["gap_eV"] = g + 0.4
+    write(tmp_path / "ref.extxyz", frames, format="extxyz")
+    out = tmp_path / "fitted.json"
+    r = _run(["electronic", "fit", str(tmp_path / "ref.extxyz"), "--holdout-every", "3", "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["parameters"]["eta"] == pytest.approx(2.5, abs=0.01) and res["held_out"]["fitted"]["n"] == 2
+    assert load_params(out).eta == pytest.approx(2.5, abs=0.01)
+    r = _run(["electronic", "fit", str(tmp_path / "ref.extxyz"), "--key", "nope", "-o", str(tmp_path / "n.json")])
+    assert r.exit_code == 2 and "no info['nope']" in r.stderr and not (tmp_path / "n.json").exists()
