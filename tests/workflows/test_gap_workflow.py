@@ -85,3 +85,20 @@ def test_trajectory_without_needed_frames(traj, tmp_path):
     with pytest.raises(QdlabError, match="time_fs"):
         plan_frames(p, GapSettings())
     assert plan_frames(p, GapSettings(dt_fs=2.0)).times_fs == (0.0, 2.0, 4.0)
+
+
+def test_import_gap_from_vasprun():
+    # ASE's own test file: a VASP run with 10 k-points; the Fermi level it reports must lie in our gap
+    from pathlib import Path
+
+    import ase
+    from ase.io import read
+
+    from qdlab.workflows.gap import import_gap_trace
+
+    path = Path(ase.__file__).parent / "test" / "testdata" / "vasp" / "vasprun_pstress.xml"
+    if not path.exists():
+        pytest.skip("ASE test data not installed")
+    trace = import_gap_trace(path)
+    ef = read(path).calc.get_fermi_level()
+    assert trace.homo_eV[0] < ef < trace.lumo_eV[0] and trace.gap_eV[0] > 0

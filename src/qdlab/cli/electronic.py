@@ -252,7 +252,9 @@ def _bands_opt(specs: list[str] | None) -> dict | None:
 
 
 @guarded
-def linewidth_cmd(trace: Path = typer.Argument(..., help="Gap trace CSV with time_fs,gap_eV columns (the gap workflow's output)."),
+def linewidth_cmd(trace: Path = typer.Argument(..., help="Gap trace: CSV with time_fs,gap_eV columns (the gap workflow's "
+                                                "output) or DFT output with eigenvalues (vasprun.xml)."),
+                  dt_fs: float = typer.Option(None, "--dt-fs", help="Frame spacing (fs) for DFT output without times."),
                   temperature: float = typer.Option(300.0, "--temperature", "-T", help="Temperature of the trajectory, K."),
                   band: list[str] = typer.Option(None, "--band", help="Band NAME=LO:HI (meV) for band-integrated S; "
                                                  "repeatable (default 2meV=0:4, 7meV=4:10, 17meV=10:24)."),
@@ -261,10 +263,11 @@ def linewidth_cmd(trace: Path = typer.Argument(..., help="Gap trace CSV with tim
                   out: Path = typer.Option(Path("linewidth_out"), "--output", "-o", help="Output folder."),
                   as_json: bool = JSON_OPT) -> None:
     """Huang–Rhys S(ω), band-integrated S, Λ, Γ(T), dephasing D(t) → t₂*, Γ and the gap-histogram FWHM."""
-    from qdlab.analysis.exciton_phonon import linewidth, plot_gamma_T, plot_linewidth, read_gap_trace
+    from qdlab.analysis.exciton_phonon import linewidth, plot_gamma_T, plot_linewidth
     from qdlab.store.files import atomic_path, write_text
+    from qdlab.workflows.gap import import_gap_trace
 
-    res = linewidth(read_gap_trace(trace), temperature, _bands_opt(band), resolution, skip_fs)
+    res = linewidth(import_gap_trace(trace, dt_fs), temperature, _bands_opt(band), resolution, skip_fs)
     summary = res.summary()
     out.mkdir(parents=True, exist_ok=True)
     s_csv = "energy_meV,S\n" + "\n".join(f"{e * 1e3:.6g},{s:.8g}" for e, s in zip(res.energy_eV, res.S)) + "\n"

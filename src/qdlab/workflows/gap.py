@@ -220,3 +220,37 @@ def save_gap_trace(trace: GapTrace, path: str | os.PathLike) -> Path:
     from qdlab.store.files import write_text
 
     return write_text(path, trace.to_csv())
+
+
+def dft_band_edges(atoms) -> tuple[float, float]:
+    """(HOMO, LUMO) in eV from a frame's DFT eigenvalues and occupations (all spins and k-points)."""
+    calc = atoms.calc
+    if calc is None or not hasattr(calc, "get_eigenvalues"):
+        raise QdlabError("frame carries no eigenvalues (need vasprun.xml/OUTCAR-like input or a gap CSV)")
+    try:
+        nspin, nk = calc.get_number_of_spins(), len(calc.get_ibz_k_points())
+        e = np.array([calc.get_eigenvalues(k, s) for s in range(nspin) for k in range(nk)])
+        o = np.array([calc.get_occupation_numbers(k, s) for s in range(nspin) for k in range(nk)])
+    except Exception as exc:  # ase raises PropertyNotImplementedError, AttributeError ... for missing data
+        raise QdlabError(f"frame carries no usable eigenvalues/occupations ({' '.join(str(exc).split())})") from None
+    occ = o > 0.5 * (2.0 / nspin)
+    if occ.all() or not occ.any():
+        raise QdlabError("eigenvalues are all occupied or all empty: no gap")
+    return float(e[occ].max()), float(e[~occ].min())
+
+
+def import_gap_trace(path: str | os.PathLike, dt_fs: float | None = None) -> GapTrace:
+    """A gap trace from a CSV (``time_fs,gap_eV``) or from DFT output ASE reads with eigenvalues (vasprun.xml)."""
+    from qdlab.analysis.exciton_phonon import read_gap_trace
+
+    if Path(path).suffix.lower() == ".csv":
+        return read_gap_trace(path)
+    frames = _read(str(path), ":")
+    edges = np.array([dft_band_edges(a) for a in frames])
+    if all("time_fs" in a.info for a in frames):
+        t = np.array([float(a.info["time_fs"]) for a in frames])
+    elif dt_fs is not None or len(frames) == 1:
+        t = np.arange(len(frames)) * (dt_fs or 0.0)
+    else:
+        raise QdlabError(f"{path}: frames carry no time; give the frame spacing (dt_fs)")
+    return GapTrace(t, edges[:, 1] - edges[:, 0], edges[:, 0], edges[:, 1], {"source": str(path)})
