@@ -148,3 +148,12 @@ def test_cacabr3_shell_is_a_type_one_barrier():
     assert by_el["Ca"][lumo] < 0.1 and by_el["Ca"][homo] < 0.1
     core = eng.states(_nc(2), 2).gap_eV
     assert st.gap_eV == pytest.approx(core, abs=0.15)
+
+
+def test_octahedral_tilts_open_the_gap():
+    # the known sign (orthorhombic lead halides have wider gaps than cubic at equal Pb–X bonds): the
+    # direction cosines carry it; the builder keeps Pb–X lengths while tilting (a⁻a⁻c⁺)
+    eng = TightBinding()
+    gaps = [eng.states(_nc(2, "CsPbI3", a=6.29, **({"phase": "orthorhombic", "tilt_deg": (t, t, t)} if t else {})), 2).gap_eV
+            for t in (0, 8, 15)]
+    assert gaps[0] < gaps[1] < gaps[2]
