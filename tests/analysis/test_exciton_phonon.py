@@ -80,7 +80,7 @@ def test_harmonic_huang_rhys_equals_fourier_route_on_harmonic_motion():
     # a random harmonic model: orthonormal mass-weighted modes, masses, a gap gradient; classical
     # equipartition motion q_k = √(2k_BT)/ω_k cos(ω_k t + φ) gives E_g(t) = E0 + Σ d_k q_k; eq. 5's
     # Fourier S must equal d_k²/(2ħω_k³) mode by mode (frequencies put on FFT bins)
-    from ase.units import _amu, _c, _e, _hbar, _k
+    from ase.units import _amu, _c, _e, _k
 
     from qdlab.analysis.exciton_phonon import harmonic_huang_rhys
 

@@ -99,7 +99,7 @@ def gap_cmd(structure: Path = typer.Argument(..., help="Structure (one frame) or
             skip: int = typer.Option(0, "--skip-frames", help="Discard the first N frames."),
             stride: int = typer.Option(1, "--stride", help="Every K-th frame."),
             dt_fs: float = typer.Option(None, "--dt-fs", help="Frame spacing (fs) when frames carry no time_fs."),
-            linear: bool = typer.Option(False, "--linear", help="Linear-coupling model (Hellmann–Feynman) around the first frame."),
+            linear: bool = typer.Option(False, "--linear", help="Linear Hellmann–Feynman model around frame 1."),
             workers: int = typer.Option(1, "--workers", help="Worker processes for a trajectory."),
             plot: Path = typer.Option(None, "--plot", help="PNG of the band-edge density on the structure (one frame)."),
             output: Path = typer.Option(None, "--output", "-o", help="Output: JSON for a structure, CSV gap trace for a "
@@ -202,7 +202,7 @@ def fit_cmd(frames: Path = typer.Argument(..., help="Structures (extxyz) with a 
 def table_s1_cmd(sizes: list[int] = typer.Option([1, 2], "--size", help="Cube edge n (repeatable); the paper: 3 4 5 6 7."),
                  engine: str = typer.Option("chgnet", "--engine", help="Force engine for relaxation and Hessian."),
                  core_shell: int = typer.Option(None, "--core-shell", help="Also an n×n×n CsPbBr3/CsCaBr3 (Ca:1 shell)."),
-                 frozen_size: int = typer.Option(None, "--frozen-size", help="Size whose frozen-shell series (0.5–2 u.c.) is computed."),
+                 frozen_size: int = typer.Option(None, "--frozen-size", help="Size with a frozen-shell series (0.5–2 u.c.)."),
                  hessian: str = typer.Option("analytic", "--hessian", help="analytic (engine's get_hessian) or fd."),
                  fmax: float = typer.Option(0.01, "--fmax", help="Relaxation threshold, eV/Å."),
                  output: Path = typer.Option(Path("seed004_tableS1.json"), "--output", "-o", help="JSON table."),
@@ -232,7 +232,7 @@ def table_s1_cmd(sizes: list[int] = typer.Option([1, 2], "--size", help="Cube ed
         if r.frozen_fwhm_meV:
             console.print(f"{r.label} frozen shell (u.c. → 300 K FWHM meV): free {r.gamma_300K_meV:.0f}, "
                           + ", ".join(f"{k:g}: {v:.0f}" for k, v in r.frozen_fwhm_meV.items())
-                          + f"  (paper 2.9 nm: free 230, 2 u.c. 50)")
+                          + "  (paper 2.9 nm: free 230, 2 u.c. 50)")
 
 
 def _bands_opt(specs: list[str] | None) -> dict | None:

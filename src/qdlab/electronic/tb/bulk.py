@@ -90,7 +90,7 @@ def bulk_bands(params: TBParams, atoms: Atoms | None = None, path: str = "GXMR",
     x.append(np.array([x0]))
     ks, x = np.vstack(ks), np.concatenate(x)
     E = band_energies(sys, ks, soc)
-    n_occ = sys.n_electrons if soc else sys.n_electrons  # spin-orbitals in both cases (spin kept)
+    n_occ = sys.n_electrons  # occupied spin-orbitals (spin is kept without SOC too)
     kR = _kcart(atoms, POINTS["R"])
     ER = band_energies(sys, [kR], soc)[0]
     vbm, cbm = float(ER[n_occ - 1]), float(ER[n_occ])

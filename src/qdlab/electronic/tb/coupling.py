@@ -15,6 +15,7 @@ from ase import Atoms
 
 from qdlab.electronic.tb.cluster import TBSolution
 from qdlab.electronic.tb.slater_koster import sk_block_derivatives
+from qdlab.errors import QdlabError
 
 
 def _slot_vectors(sol: TBSolution, cols: np.ndarray) -> np.ndarray:
@@ -30,7 +31,7 @@ def level_gradient(sol: TBSolution, index: int, n_atoms: int, tol_eV: float = 1e
     """(n_atoms, 3) dE/dR (eV/Å) of the level containing state ``index`` (mean over its multiplet)."""
     sys = sol.system
     if sys.pbc:
-        raise ValueError("Hellmann–Feynman gradients are implemented for clusters (pbc=False)")
+        raise QdlabError("Hellmann–Feynman gradients are implemented for clusters (pbc=False)")
     e = sol.energies_eV
     cols = np.flatnonzero(np.abs(e - e[index]) < tol_eV)
     psi = _slot_vectors(sol, cols)

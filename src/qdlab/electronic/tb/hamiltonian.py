@@ -18,7 +18,6 @@ from qdlab.errors import QdlabError
 
 # A-site cations and ligand elements: not part of the Hamiltonian (band edges are B/X states).
 IGNORED = frozenset({"H", "Li", "B", "C", "N", "O", "F", "Na", "Si", "P", "S", "K", "Rb", "Cs"})
-ORDER = ("s", "p")
 
 
 @dataclass(frozen=True)
