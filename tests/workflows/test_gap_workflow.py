@@ -102,3 +102,16 @@ def test_import_gap_from_vasprun():
     trace = import_gap_trace(path)
     ef = read(path).calc.get_fermi_level()
     assert trace.homo_eV[0] < ef < trace.lumo_eV[0] and trace.gap_eV[0] > 0
+
+
+def test_bad_input_leaves_no_checkpoint(traj, tmp_path):
+    _, frames = traj
+    bad = [f.copy() for f in frames[:3]]
+    for f in bad:
+        f[[a.index for a in f if a.symbol == "Pb"][0]].symbol = "Sn"
+    p = tmp_path / "sn.extxyz"
+    write(p, bad, format="extxyz")
+    ck = tmp_path / "sn.ckpt.jsonl"
+    with pytest.raises(QdlabError, match="unsupported element"):
+        gap_trajectory(p, GapSettings(), checkpoint=ck)
+    assert not ck.exists()

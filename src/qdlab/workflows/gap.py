@@ -201,6 +201,16 @@ def gap_trajectory(path: str | os.PathLike, settings: GapSettings | None = None,
         if progress:
             progress(len(done), len(plan.indices))
 
+    try:
+        _run_chunks(plan, todo, settings, model, workers, record)
+    except BaseException:
+        if ck and not ck.load():  # nothing finished (e.g. bad input): leave no file behind
+            ck.path.unlink(missing_ok=True)
+        raise
+    return assemble(plan, done)
+
+
+def _run_chunks(plan: GapPlan, todo, settings: GapSettings, model, workers: int, record) -> None:
     if workers > 1 and len(todo) > 1 and model is None:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -212,7 +222,6 @@ def gap_trajectory(path: str | os.PathLike, settings: GapSettings | None = None,
     else:
         for c in todo:
             record(evaluate_chunk(plan.path, c, settings, model))
-    return assemble(plan, done)
 
 
 def save_gap_trace(trace: GapTrace, path: str | os.PathLike) -> Path:
