@@ -87,7 +87,11 @@ def coupling_row(atoms: Atoms, calc, label: str, *, fmax: float = 0.01, relax_st
     hc = harmonic_coupling(relaxed, ph.force_constants_eV_A2, ph.masses_amu, g)
     fro = {}
     for x in frozen:
-        free = ~freeze_mask(relaxed, f"shell:{x}")
+        try:
+            free = ~freeze_mask(relaxed, f"shell:{x}")
+        except QdlabError as exc:  # a shell as thick as the model: nothing left to move
+            log(f"{label}: frozen shell {x} u.c. skipped ({exc})")
+            continue
         fro[float(x)] = harmonic_coupling(relaxed, ph.force_constants_eV_A2, ph.masses_amu, g, free)["gamma_meV"]
     log(f"{label}: gap {sol.gap_eV:.3f} eV, Λ {hc['reorganization_meV']:.2f} meV, Γ(300 K) {hc['gamma_meV']:.1f} meV")
     return CouplingRow(label, 0, 0.0, len(relaxed), sol.gap_eV, hc["bands"], hc["reorganization_meV"], hc["gamma_meV"],
