@@ -230,3 +230,8 @@ def coordination_cmd(traj: Path = TRAJ_ARG,
     rows += [("k-means bridge / tilted", f"{100 * res.kmeans['bridge']:.1f} % / {100 * res.kmeans['tilted_bridge']:.1f} %"),
              ("O > 3 Å from every metal", f"{100 * res.far_o_fraction:.1f} % of ligand-frames")]
     _finish(out, "binding", summary, csv, lambda p: plot_binding_geometry(res, p), as_json, rows)
+
+
+from qdlab.cli.electronic import linewidth_cmd  # noqa: E402  (issue 18: gap-trace linewidth)
+
+analyze_app.command("linewidth")(linewidth_cmd)

@@ -18,6 +18,7 @@ from qdlab.cli import build as build_cli  # noqa: E402
 from qdlab.cli import campaign as campaign_cli  # noqa: E402
 from qdlab.cli.analyze import analyze_app  # noqa: E402
 from qdlab.cli import engines as engines_cli  # noqa: E402
+from qdlab.cli.electronic import electronic_app  # noqa: E402
 from qdlab.cli import experiment as experiment_cli  # noqa: E402
 from qdlab.cli import ir as ir_cli  # noqa: E402
 from qdlab.cli import learn as learn_cli  # noqa: E402
@@ -42,6 +43,7 @@ app.command("md")(md_cli.md_cmd)
 app.add_typer(ir_cli.app, name="ir")
 app.command("thermal")(ir_cli.thermal_cmd)
 app.add_typer(analyze_app, name="analyze")
+app.add_typer(electronic_app, name="electronic")
 app.add_typer(learn_cli.dataset_app, name="dataset")
 app.command("label")(learn_cli.label_cmd)
 app.command("finetune")(learn_cli.finetune_cmd)
