@@ -41,14 +41,18 @@ def coulomb_g(cell_B: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     return v
 
 
-def convolve(rho: np.ndarray, vg: np.ndarray, dV: float) -> np.ndarray:
-    """φ(r) = ∫ v(r−r′) ρ(r′) dr′ on the original grid for a stack ρ of shape (m, *shape)."""
+def convolve(rho: np.ndarray, vg: np.ndarray) -> np.ndarray:
+    """φ(r) = ∫ v(r−r′) ρ(r′) dr′ on the original grid for a stack ρ of shape (m, *shape).
+
+    With ρ̃(G) = dV·FFT(ρ) and φ = Ω⁻¹ Σ_G v(G) ρ̃(G) e^{iGr} on the padded box (Ω = N·dV) the
+    volume factors cancel: φ = IFFT(v·FFT(ρ)).
+    """
     shape = rho.shape[1:]
     big = vg.shape
     pad = np.zeros((rho.shape[0],) + big, complex)
     pad[:, : shape[0], : shape[1], : shape[2]] = rho
     out = sfft.ifftn(sfft.fftn(pad, axes=(1, 2, 3)) * vg[None], axes=(1, 2, 3))
-    return out[:, : shape[0], : shape[1], : shape[2]] * dV
+    return out[:, : shape[0], : shape[1], : shape[2]]
 
 
 @dataclass(frozen=True)
@@ -98,11 +102,11 @@ def build_kernel(psi_c: np.ndarray, psi_v: np.ndarray, e_c: np.ndarray, e_v: np.
     rho_cc = np.einsum("asxyz,bsxyz->abxyz", psi_c.conj(), psi_c).reshape(nc * nc, *shape)
     rho_vv = np.einsum("asxyz,bsxyz->abxyz", psi_v.conj(), psi_v).reshape(nv * nv, *shape)
     rho_cv = np.einsum("asxyz,bsxyz->abxyz", psi_c.conj(), psi_v).reshape(nc * nv, *shape)
-    phi_vv = convolve(rho_vv, vg, dV).reshape(nv, nv, n)  # [v', v] ← ρ_v'v
+    phi_vv = convolve(rho_vv, vg).reshape(nv, nv, n)  # [v', v] ← ρ_v'v
     d4 = (rho_cc.reshape(nc * nc, n) @ phi_vv.reshape(nv * nv, n).T * dV).reshape(nc, nc, nv, nv)
     direct = d4.transpose(0, 3, 1, 2).reshape(nc * nv, nc * nv)  # [c, v, c', v']
     rho_vc = rho_cv.reshape(nc, nv, n).transpose(1, 0, 2).conj()  # ρ_v'c' = (ρ_c'v')*
-    phi_vc = convolve(rho_vc.reshape(nv * nc, *shape), vg, dV).reshape(nv, nc, n)
+    phi_vc = convolve(rho_vc.reshape(nv * nc, *shape), vg).reshape(nv, nc, n)
     x4 = (rho_cv.reshape(nc * nv, n) @ phi_vc.reshape(nv * nc, n).T * dV).reshape(nc, nv, nv, nc)
     exchange = x4.transpose(0, 1, 3, 2).reshape(nc * nv, nc * nv)
     r = _positions(cell_B, shape, origin_B)

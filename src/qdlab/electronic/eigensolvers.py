@@ -178,7 +178,7 @@ def folded_lobpcg(apply: Apply, dim: int, n_want: int, center: float, *,
     A = LinearOperator((dim, dim), matvec=folded, matmat=folded, dtype=complex)
     M = None if precond is None else LinearOperator((dim, dim), matvec=lambda v: precond(v.reshape(dim, -1)),
                                                     matmat=precond, dtype=complex)
-    _, V = lobpcg(A, X, M=M, tol=tol**2, maxiter=maxiter, largest=False)
+    _, V = lobpcg(A, X, M=M, tol=0.1 * tol, maxiter=maxiter, largest=False)
     theta, Q, HQ = _rayleigh_ritz(apply, V)
     order = np.sort(np.argsort(np.abs(theta - center))[:n_want])
     res = np.linalg.norm(HQ[:, order] - Q[:, order] * theta[order], axis=0)

@@ -242,7 +242,7 @@ def grid_projectors(basis: RadialBasis, cell_B, frac, idx, shape, r_cut: float) 
 
 def grid_hamiltonian(cell_B: np.ndarray, frac: np.ndarray, symbols, w_ortho: np.ndarray,
                      spacing_B: float = 0.5, r_cut: float = 6.0, basis: RadialBasis | None = None,
-                     shape: tuple[int, int, int] | None = None, chunk: int = 4) -> SpinorHamiltonian:
+                     shape: tuple[int, int, int] | None = None, chunk: int = 16) -> SpinorHamiltonian:
     """Real-space grid spinor Hamiltonian of a periodic box (Γ point), grid spacing ≤ ``spacing_B``."""
     basis = basis or radial_basis()
     shape = shape or grid_shape(cell_B, spacing_B)
