@@ -60,10 +60,12 @@ def test_states_checkpoint_bse_rescreen_and_cli(tmp_path, monkeypatch):
     e1 = rescreen(tmp_path, "pbi6", settings.eps)
     assert e1.energies_eV == pytest.approx(row["energies_eV"], abs=1e-12)
     assert e2.energies_eV[0] > e1.energies_eV[0]  # weaker screening of the attraction → higher energy
+    monkeypatch.undo()  # the CLI's settings (tolerance, buffer) differ: its states are its own
     write(tmp_path / "pbi6.xyz", PBI6)
+    cli_dir = tmp_path / "cli"
     r = CliRunner().invoke(app, ["excitons", str(tmp_path / "pbi6.xyz"), "--spacing", "2", "--vacuum", "1",
-                                 "--electrons", "2", "--holes", "2", "-o", str(tmp_path), "--json"])
+                                 "--electrons", "2", "--holes", "2", "-o", str(cli_dir), "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert out["energies_eV"] == pytest.approx(row["energies_eV"], abs=1e-9)
-    assert (tmp_path / "pbi6.excitons.png").exists()
+    assert out["energies_eV"] == pytest.approx(rescreen(cli_dir, "pbi6", out["eps"]).energies_eV[:4], abs=1e-12)
+    assert (cli_dir / "pbi6.excitons.png").exists() and (cli_dir / "pbi6.states.npz").exists()

@@ -75,6 +75,16 @@ def kernel_from_states(gs: GridStates, n_electrons: int, n_holes: int) -> BSEKer
     return build_kernel(gs.psi[emp], gs.psi[occ], e[emp], e[occ], gs.cell_B, gs.dV)
 
 
+def splits_multiplet(gs: GridStates, n_electrons: int, n_holes: int, tol_eV: float = 1e-3) -> bool:
+    """True when the BSE basis cuts through a degenerate set of states (results then depend on
+    which partners were kept: choose n_electrons/n_holes that close the multiplets)."""
+    e, occ = gs.states.energies_eV, gs.states.occupied
+    ev, ec = np.sort(e[occ])[::-1], np.sort(e[~occ])
+    cut_v = len(ev) > n_holes and abs(ev[n_holes] - ev[n_holes - 1]) < tol_eV
+    cut_c = len(ec) > n_electrons and abs(ec[n_electrons] - ec[n_electrons - 1]) < tol_eV
+    return bool(cut_v or cut_c)
+
+
 def evaluate_exciton_unit(unit: ExcitonUnit, settings: ExcitonSettings, workdir: str | Path,
                           progress=None) -> dict:
     """States, kernel and excitons of one structure; every stage checkpointed in ``workdir``."""
@@ -91,6 +101,7 @@ def evaluate_exciton_unit(unit: ExcitonUnit, settings: ExcitonSettings, workdir:
         save_kernel(kernel, kpath, key)
     exc = solve_bse(kernel, settings.eps)
     row = result_row(unit, gs, exc)
+    row["splits_multiplet"] = splits_multiplet(gs, settings.n_electrons, settings.n_holes)
     write_text(work / f"{unit.name}.excitons.json", json.dumps(row, indent=2, default=float))
     return row
 
