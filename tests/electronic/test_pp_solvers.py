@@ -62,3 +62,18 @@ def test_grid_converges_to_planewave_with_spacing():
         errs.append(np.abs(got - ref).max())
     assert errs[0] > errs[1] > errs[2]
     assert errs[2] < 0.25 * errs[0]
+
+
+def test_torch_apply_matches_numpy(small_grid):
+    """The torch path (here on the CPU device) gives the numpy H·X; CUDA absent → one-line error."""
+    import torch
+
+    from qdlab.electronic.pseudopotential.torch_apply import TorchApply
+    from qdlab.errors import QdlabError
+
+    H, _ = small_grid
+    X = np.random.default_rng(2).standard_normal((H.dim, 3)) * (1 + 1j)
+    assert np.abs(TorchApply(H, "cpu")(X) - H.apply(X)).max() < 1e-12
+    if not torch.cuda.is_available():
+        with pytest.raises(QdlabError, match="no CUDA device"):
+            TorchApply(H, "cuda")

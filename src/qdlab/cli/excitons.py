@@ -68,11 +68,11 @@ def pp_bands_cmd(cell: str = typer.Argument(..., help="'cubic', 'orthorhombic' o
                   f"m_h {res.m_h:.3f}, m_e {res.m_e:.3f} m_e (E_cut {ecut:g} Ha, {res.n_pw} plane waves)")
 
 
-def _settings(spacing, vacuum, n_below, n_above, ref, max_memory, phase):
+def _settings(spacing, vacuum, n_below, n_above, ref, max_memory, phase, device="cpu"):
     from qdlab.electronic.pseudopotential.engine import StatesSettings
 
     return StatesSettings(spacing_B=spacing, vacuum_B=vacuum, n_below=n_below, n_above=n_above, ref_eV=ref,
-                          max_memory_GB=max_memory, phase=phase)
+                          max_memory_GB=max_memory, phase=phase, device=device)
 
 
 SPACING = typer.Option(0.5, "--spacing", help="grid spacing, Bohr")
@@ -80,6 +80,7 @@ VACUUM = typer.Option(8.0, "--vacuum", help="vacuum on every side, Bohr")
 REF = typer.Option(-5.1, "--ref", help="reference energy inside the gap, eV")
 MAXMEM = typer.Option(16.0, "--max-memory", help="refuse when the estimate exceeds this, GB")
 PHASE = typer.Option(None, "--phase", help="one Table S4 set for all atoms instead of the per-atom mixing")
+DEVICE = typer.Option("cpu", "--device", help="'cpu' (numpy) or a torch device, e.g. cuda")
 
 
 @guarded
@@ -87,14 +88,14 @@ def states_cmd(structure: Path = typer.Argument(..., help="finite structure (xyz
                spacing: float = SPACING, vacuum: float = VACUUM,
                n_below: int = typer.Option(8, "--holes", help="occupied spinor states"),
                n_above: int = typer.Option(8, "--electrons", help="empty spinor states"),
-               ref: float = REF, max_memory: float = MAXMEM, phase: str = PHASE,
+               ref: float = REF, max_memory: float = MAXMEM, phase: str = PHASE, device: str = DEVICE,
                output: Path = typer.Option(Path("states.npz"), "--output", "-o", help="states checkpoint (npz)"),
                as_json: bool = JSON_OPT) -> None:
     """Spinor states near the gap of a nanocrystal on a real-space grid (checkpointed, reused)."""
     from qdlab.electronic.pseudopotential.engine import nanocrystal_states
 
     atoms = _read(structure)
-    s = _settings(spacing, vacuum, n_below, n_above, ref, max_memory, phase)
+    s = _settings(spacing, vacuum, n_below, n_above, ref, max_memory, phase, device)
     with console.status("states near the gap (folded-spectrum LOBPCG)…"):
         gs = nanocrystal_states(atoms, s, checkpoint=output)
     st = gs.states
@@ -110,7 +111,7 @@ def states_cmd(structure: Path = typer.Argument(..., help="finite structure (xyz
 @guarded
 def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (xyz, extxyz, …)"),
                  spacing: float = SPACING, vacuum: float = VACUUM, ref: float = REF, max_memory: float = MAXMEM,
-                 phase: str = PHASE,
+                 phase: str = PHASE, device: str = DEVICE,
                  n_electrons: int = typer.Option(8, "--electrons", help="electron spinor states in the BSE"),
                  n_holes: int = typer.Option(8, "--holes", help="hole spinor states in the BSE"),
                  eps: float = typer.Option(None, "--eps", help="dielectric constant (default 4.9, CsPbI3 ε∞)"),
@@ -122,7 +123,7 @@ def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (x
     from qdlab.workflows.excitons import ExcitonSettings, ExcitonUnit, evaluate_exciton_unit, rescreen
 
     atoms = _read(structure)
-    st = _settings(spacing, vacuum, n_holes, n_electrons, ref, max_memory, phase)
+    st = _settings(spacing, vacuum, n_holes, n_electrons, ref, max_memory, phase, device)
     settings = ExcitonSettings(states=st, n_electrons=n_electrons, n_holes=n_holes, eps=eps or EPS_CSPBI3)
     name = structure.stem
     with console.status("states, BSE kernel, excitons…"):

@@ -48,6 +48,7 @@ class StatesSettings(BaseModel):
     interpolate: bool = Field(True, description="per-atom cubic↔orthorhombic mixing from Pb–I–Pb angles")
     phase: str | None = Field(None, description="force one Table S4 set ('cubic'/'orthorhombic') instead")
     seed: int = 0
+    device: str = Field("cpu", description="'cpu' (numpy) or a torch device such as 'cuda' for H·X")
 
 
 def memory_estimate(n_points: int, n_states: int) -> dict:
@@ -75,7 +76,7 @@ def states_key(atoms: Atoms, s: StatesSettings) -> str:
     h = hashlib.sha256()
     h.update(np.round(atoms.positions, 6).tobytes())
     h.update(" ".join(atoms.get_chemical_symbols()).encode())
-    h.update(json.dumps(s.model_dump(), sort_keys=True).encode())
+    h.update(json.dumps(s.model_dump(exclude={"device", "max_memory_GB"}), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -114,7 +115,12 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
     t0 = time.perf_counter()
     w = weights(atoms, s)
     H = grid_hamiltonian(cell, frac, atoms.get_chemical_symbols(), w, s.spacing_B, r_cut=s.r_cut_B)
-    e, vecs, res = gap_states(H, s.ref_eV / HARTREE_EV, s.n_below, s.n_above, s, progress)
+    apply = H.apply
+    if s.device != "cpu":
+        from qdlab.electronic.pseudopotential.torch_apply import TorchApply
+
+        apply = TorchApply(H, s.device)
+    e, vecs, res = gap_states(H, s.ref_eV / HARTREE_EV, s.n_below, s.n_above, s, progress, apply=apply)
     ref = s.ref_eV / HARTREE_EV
     occ = e < ref
     psi = vecs.T.reshape((len(e), 2) + shape) / np.sqrt(H.dV)
@@ -147,7 +153,7 @@ def kinetic_preconditioner(H):
     return apply
 
 
-def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, progress=None):
+def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, progress=None, apply=None):
     """Eigenpairs on both sides of ``ref`` (Hartree) by folded-spectrum LOBPCG around moving centres.
 
     The first centre is ``ref``; while one side is missing the centre is reflected past the states
@@ -158,10 +164,11 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     from qdlab.electronic.eigensolvers import folded_lobpcg
 
     pre = kinetic_preconditioner(H)
+    apply = apply or H.apply
     want = n_below + n_above
     centre, found_e, found_v, res = ref, [], [], None
     for attempt in range(6):
-        res = folded_lobpcg(H.apply, H.dim, want, centre, precond=pre, nvec=want + s.extra, tol=s.tol_Ha,
+        res = folded_lobpcg(apply, H.dim, want, centre, precond=pre, nvec=want + s.extra, tol=s.tol_Ha,
                             maxiter=s.maxiter * 10, seed=s.seed + attempt)
         if progress is not None:
             progress(attempt + 1, float(res.residuals.max()))
@@ -177,7 +184,7 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
         centre = centre + 2 * span if len(above) < n_above else centre - 2 * span
     U, sv, _ = np.linalg.svd(np.array(found_v).T, full_matrices=False)
     Q = U[:, sv > 1e-3 * sv[0]]  # the union of the runs' pairs, re-diagonalised (Rayleigh–Ritz)
-    HQ = H.apply(Q)
+    HQ = apply(Q)
     theta, W = np.linalg.eigh(0.5 * (Q.conj().T @ HQ + (Q.conj().T @ HQ).conj().T))
     lo = np.flatnonzero(theta < ref)[-n_below:]
     hi = np.flatnonzero(theta >= ref)[:n_above]
