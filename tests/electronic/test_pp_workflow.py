@@ -69,3 +69,18 @@ def test_states_checkpoint_bse_rescreen_and_cli(tmp_path, monkeypatch):
     out = json.loads(r.stdout)
     assert out["energies_eV"] == pytest.approx(rescreen(cli_dir, "pbi6", out["eps"]).energies_eV[:4], abs=1e-12)
     assert (cli_dir / "pbi6.excitons.png").exists() and (cli_dir / "pbi6.states.npz").exists()
+
+
+def test_cli_bands_cubic_json_and_output(tmp_path):
+    """Small cutoff: masses along x, y, z equal by cubic symmetry (1e-6); -o writes the same JSON."""
+    out = tmp_path / "bands.json"
+    r = CliRunner().invoke(app, ["bands", "cubic", "--method", "pseudopotential", "--ecut", "2.5", "--json",
+                                 "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert json.loads(out.read_text()) == res
+    mh, me = res["m_h_dirs"], res["m_e_dirs"]
+    assert mh["x"] == pytest.approx(mh["y"], rel=1e-6) == pytest.approx(mh["z"], rel=1e-6)
+    assert me["x"] == pytest.approx(me["z"], rel=1e-6) and res["gap_eV"] > 0
+    r = CliRunner().invoke(app, ["bands", "cubic", "--method", "tight-binding"])
+    assert r.exit_code == 2

@@ -112,9 +112,10 @@ def band_energies(atoms: Atoms, kpt_frac, ecut_Ha: float, n_bands: int, phase: s
 
 
 def effective_masses(atoms: Atoms, phase: str, kpt_frac, ecut_Ha: float = 8.0, dk_B: float = 0.01,
-                     directions=("x", "y", "z")) -> BulkBands:
+                     directions=("x", "y", "z"), dense_max: int = 1500) -> BulkBands:
     """Gap at ``kpt_frac`` and masses m = ħ²/(∂²E/∂k²) (m_e) along ``directions`` by central
-    differences (±dk, 1/Bohr) in one plane-wave basis centred at ``kpt_frac``."""
+    differences (±dk, 1/Bohr) in one plane-wave basis centred at ``kpt_frac``; the displaced k-points
+    are solved iteratively from the edge states unless the basis is below ``dense_max``."""
     nocc = n_occupied(atoms.get_chemical_symbols())
     nb = nocc + 4
     e0, v0, H = band_energies(atoms, kpt_frac, ecut_Ha, nb, phase)
@@ -127,7 +128,7 @@ def effective_masses(atoms: Atoms, phase: str, kpt_frac, ecut_Ha: float = 8.0, d
         for sgn in (1, -1):
             dfrac = sgn * dk_B * np.asarray(unit[name], float) @ cell_B.T / (2 * np.pi)
             e, _, _ = band_energies(atoms, np.asarray(kpt_frac) + dfrac, ecut_Ha, nb, phase, x0=v0,
-                                    centre_frac=kpt_frac)
+                                    centre_frac=kpt_frac, dense_max=dense_max)
             ev.append(e)
         curv = (ev[0] + ev[1] - 2 * e0) / dk_B**2
         mh[name], me[name] = float(-1.0 / curv[nocc - 1]), float(1.0 / curv[nocc])
