@@ -243,9 +243,14 @@ def grid_projectors(basis: RadialBasis, cell_B, frac, idx, shape, r_cut: float) 
 def grid_hamiltonian(cell_B: np.ndarray, frac: np.ndarray, symbols, w_ortho: np.ndarray,
                      spacing_B: float = 0.5, r_cut: float = 6.0, basis: RadialBasis | None = None,
                      shape: tuple[int, int, int] | None = None, chunk: int = 16) -> SpinorHamiltonian:
-    """Real-space grid spinor Hamiltonian of a periodic box (Γ point), grid spacing ≤ ``spacing_B``."""
-    basis = basis or radial_basis()
+    """Real-space grid spinor Hamiltonian of a periodic box (Γ point), grid spacing ≤ ``spacing_B``.
+
+    The p/SO projectors are band-limited to the grid's Nyquist wavenumber π/h (h the coarsest
+    spacing): the semilocal operators restricted to the plane waves the grid resolves, smooth on it.
+    """
     shape = shape or grid_shape(cell_B, spacing_B)
+    h = float(np.max(np.linalg.norm(cell_B, axis=1) / np.asarray(shape)))
+    basis = basis or radial_basis(k_max=round(min(12.0, np.pi / h), 2))
     kin = 0.5 * np.sum(g_vectors(cell_B, shape) ** 2, axis=-1)
     vloc = local_potential(cell_B, frac, symbols, w_ortho, shape)
     idx, a_nl, a_so = atom_matrices(basis, symbols, w_ortho)
