@@ -26,7 +26,7 @@ SCIENCE_GB_160 = {3: 6.0, 4: 11.0}
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="1,2,3,4,5,6,7,8,9")
+    ap.add_argument("--sizes", default="2,3,4,5,6,7,8,9")
     ap.add_argument("--states", type=int, default=160)
     ap.add_argument("--limit-gb", type=float, default=24.0)
     ap.add_argument("--time-max", type=int, default=2, help="time H·X up to this n")
