@@ -1,0 +1,143 @@
+"""Pseudopotential commands for the ``qdlab electronic`` group (mounted by the integrator).
+
+``bands CELL --method pseudopotential`` (bulk gap and effective masses), ``states STRUCTURE``
+(nanocrystal states near the gap, checkpointed) and ``excitons STRUCTURE`` (BSE fine structure,
+spectrum and level plot; ``--eps`` reruns from stored kernels).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
+from qdlab.errors import QdlabError
+
+
+def _read(structure: Path):
+    from ase.io import read
+
+    if not structure.exists():
+        raise QdlabError(f"structure file not found: {structure}")
+    return read(structure)
+
+
+@guarded
+def pp_bands_cmd(cell: str = typer.Argument(..., help="'cubic', 'orthorhombic' or a periodic structure file"),
+                 method: str = typer.Option("pseudopotential", "--method", help="band-edge method"),
+                 phase: str = typer.Option(None, "--phase", help="Table S4 set for a structure file"),
+                 ecut: float = typer.Option(6.0, "--ecut", help="plane-wave cutoff, Hartree"),
+                 kpoint: str = typer.Option(None, "--kpoint", help="fractional k of the gap, e.g. 0.5,0.5,0.5"),
+                 dk: float = typer.Option(0.01, "--dk", help="finite-difference step, 1/Bohr"),
+                 output: Path = typer.Option(None, "--output", "-o", help="write the result as JSON"),
+                 as_json: bool = JSON_OPT) -> None:
+    """Bulk band gap and effective masses at the band edge (plane waves, spinors)."""
+    from qdlab.electronic.pseudopotential.bulk import cubic_cell, effective_masses, orthorhombic_cell
+    from qdlab.store.files import write_text
+
+    if method != "pseudopotential":
+        raise QdlabError(f"this command implements --method pseudopotential, not {method!r}")
+    if ecut <= 0 or dk <= 0:
+        raise QdlabError("--ecut and --dk must be positive")
+    builtin = {"cubic": (cubic_cell, (0.5, 0.5, 0.5)), "orthorhombic": (orthorhombic_cell, (0.0, 0.0, 0.0))}
+    if cell in builtin:
+        atoms, k0 = builtin[cell][0](), builtin[cell][1]
+        phase = phase or cell
+    else:
+        atoms, k0 = _read(Path(cell)), (0.0, 0.0, 0.0)
+        if not atoms.pbc.all():
+            raise QdlabError(f"{cell} is not periodic in three directions")
+    if phase not in ("cubic", "orthorhombic"):
+        raise QdlabError("--phase must be cubic or orthorhombic")
+    if kpoint:
+        try:
+            k0 = tuple(float(x) for x in kpoint.split(","))
+            assert len(k0) == 3
+        except (ValueError, AssertionError):
+            raise QdlabError(f"--kpoint {kpoint!r} must be three comma-separated numbers") from None
+    res = effective_masses(atoms, phase, k0, ecut_Ha=ecut, dk_B=dk)
+    if output is not None:
+        write_text(output, json.dumps(res.to_dict(), indent=2))
+    if as_json:
+        emit_json(res.to_dict())
+        return
+    console.print(f"{phase} {atoms.get_chemical_formula()}: gap {res.gap_eV:.3f} eV at k={k0}, "
+                  f"m_h {res.m_h:.3f}, m_e {res.m_e:.3f} m_e (E_cut {ecut:g} Ha, {res.n_pw} plane waves)")
+
+
+def _settings(spacing, vacuum, n_below, n_above, ref, max_memory, phase, device="cpu"):
+    from qdlab.electronic.pseudopotential.engine import StatesSettings
+
+    return StatesSettings(spacing_B=spacing, vacuum_B=vacuum, n_below=n_below, n_above=n_above, ref_eV=ref,
+                          max_memory_GB=max_memory, phase=phase, device=device)
+
+
+SPACING = typer.Option(0.5, "--spacing", help="grid spacing, Bohr")
+VACUUM = typer.Option(8.0, "--vacuum", help="vacuum on every side, Bohr")
+REF = typer.Option(-5.1, "--ref", help="reference energy inside the gap, eV")
+MAXMEM = typer.Option(16.0, "--max-memory", help="refuse when the estimate exceeds this, GB")
+PHASE = typer.Option(None, "--phase", help="one Table S4 set for all atoms instead of the per-atom mixing")
+DEVICE = typer.Option("cpu", "--device", help="'cpu' (numpy) or a torch device, e.g. cuda")
+
+
+@guarded
+def states_cmd(structure: Path = typer.Argument(..., help="finite structure (xyz, extxyz, …)"),
+               spacing: float = SPACING, vacuum: float = VACUUM,
+               n_below: int = typer.Option(8, "--holes", help="occupied spinor states"),
+               n_above: int = typer.Option(8, "--electrons", help="empty spinor states"),
+               ref: float = REF, max_memory: float = MAXMEM, phase: str = PHASE, device: str = DEVICE,
+               output: Path = typer.Option(Path("states.npz"), "--output", "-o", help="states checkpoint (npz)"),
+               as_json: bool = JSON_OPT) -> None:
+    """Spinor states near the gap of a nanocrystal on a real-space grid (checkpointed, reused)."""
+    from qdlab.electronic.pseudopotential.engine import nanocrystal_states
+
+    atoms = _read(structure)
+    s = _settings(spacing, vacuum, n_below, n_above, ref, max_memory, phase, device)
+    with console.status("states near the gap (folded-spectrum LOBPCG)…"):
+        gs = nanocrystal_states(atoms, s, checkpoint=output)
+    st = gs.states
+    out = {"energies_eV": st.energies_eV.tolist(), "occupied": st.occupied.tolist(), "gap_eV": st.gap_eV,
+           "checkpoint": str(output), "grid": st.info["grid"], "seconds": st.info["seconds"]}
+    if as_json:
+        emit_json(out)
+        return
+    console.print(f"gap {st.gap_eV:.3f} eV (HOMO {st.homo_eV:.3f}, LUMO {st.lumo_eV:.3f} eV), grid {st.info['grid']} "
+                  f"→ {output}")
+
+
+@guarded
+def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (xyz, extxyz, …)"),
+                 spacing: float = SPACING, vacuum: float = VACUUM, ref: float = REF, max_memory: float = MAXMEM,
+                 phase: str = PHASE, device: str = DEVICE,
+                 n_electrons: int = typer.Option(8, "--electrons", help="electron spinor states in the BSE"),
+                 n_holes: int = typer.Option(8, "--holes", help="hole spinor states in the BSE"),
+                 eps: float = typer.Option(None, "--eps", help="dielectric constant (default 4.9, CsPbI3 ε∞)"),
+                 output: Path = typer.Option(Path("excitons"), "--output", "-o", help="work folder (checkpoints, plot)"),
+                 as_json: bool = JSON_OPT) -> None:
+    """Exciton fine structure (BSE, TDA): energies, ⟨S²⟩, bright–dark splitting, spectrum plot."""
+    from qdlab.electronic.bse import EPS_CSPBI3
+    from qdlab.report.exciton_plots import plot_excitons
+    from qdlab.workflows.excitons import ExcitonSettings, ExcitonUnit, evaluate_exciton_unit, rescreen
+
+    atoms = _read(structure)
+    st = _settings(spacing, vacuum, n_holes, n_electrons, ref, max_memory, phase, device)
+    settings = ExcitonSettings(states=st, n_electrons=n_electrons, n_holes=n_holes, eps=eps or EPS_CSPBI3)
+    name = structure.stem
+    with console.status("states, BSE kernel, excitons…"):
+        row = evaluate_exciton_unit(ExcitonUnit(name, atoms), settings, output)
+    plot = plot_excitons(rescreen(output, name, settings.eps), output / f"{name}.excitons.png")
+    row["plot"] = str(plot)
+    if as_json:
+        emit_json(row)
+        return
+    t = Table(title=f"{row['formula']}: excitons (ε = {settings.eps:g}) → {plot}")
+    for c in ("E (eV)", "E−E₁ (meV)", "⟨S²⟩", "f_x", "f_y", "f_z"):
+        t.add_column(c)
+    for e, s2, f in zip(row["energies_eV"], row["s2"], row["oscillator_xyz"]):
+        t.add_row(f"{e:.4f}", f"{(e - row['energies_eV'][0]) * 1e3:.2f}", f"{s2:.2f}", *[f"{x:.2e}" for x in f])
+    console.print(t)
+    console.print(f"gap {row['gap_eV']:.3f} eV, optical gap {row['optical_gap_eV']:.3f} eV, "
+                  f"binding {row['binding_eV']:.3f} eV, bright–dark {row.get('bright_dark_meV', float('nan')):.2f} meV")

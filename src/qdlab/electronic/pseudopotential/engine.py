@@ -1,0 +1,238 @@
+"""Nanocrystal mode: states near the gap of a finite structure on a real-space grid.
+
+The structure (Å) is centred in a box with ``vacuum_B`` Bohr of vacuum on every side, the spinor
+Hamiltonian is built on a grid of spacing ``spacing_B`` (0.5 Bohr default, seed 003), per-atom
+cubic↔orthorhombic weights come from the Pb–I–Pb angles, and the states nearest a reference
+energy inside the gap are found by Gaussian-filter (Chebyshev) subspace iteration. Before anything
+large is allocated the memory is estimated and a too-large request is refused in one line.
+The converged states are checkpointed (npz, atomic write) and reused by a rerun with equal inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from pydantic import BaseModel, Field
+
+from qdlab.electronic.eigensolvers import filtered_subspace
+from qdlab.electronic.pseudopotential.hamiltonian import grid_hamiltonian, grid_shape
+from qdlab.electronic.pseudopotential.interpolation import orthorhombic_weights
+from qdlab.electronic.pseudopotential.params import ACTIVE, BOHR_A, HARTREE_EV, n_occupied
+from qdlab.electronic.states import BandEdgeStates
+from qdlab.errors import QdlabError
+from qdlab.store.files import atomic_path
+
+#: Work copies of the state block held at once by the filter (X, H·X, two recurrence terms).
+WORK_BLOCKS = 4
+
+
+class StatesSettings(BaseModel):
+    """Settings of the nanocrystal pseudopotential states (shared by CLI, API and campaign)."""
+
+    spacing_B: float = Field(0.5, gt=0.05, description="grid spacing, Bohr")
+    vacuum_B: float = Field(8.0, ge=0, description="vacuum on every side of the structure, Bohr")
+    r_cut_B: float = Field(6.0, gt=0, description="projector cutoff radius, Bohr")
+    n_below: int = Field(8, ge=1, description="hole (occupied) spinor states wanted")
+    n_above: int = Field(8, ge=1, description="electron (unoccupied) spinor states wanted")
+    ref_eV: float = Field(-5.1, description="reference energy inside the gap (bulk cubic mid-gap), eV")
+    tol_Ha: float = Field(1e-5, gt=0, description="residual tolerance, Hartree")
+    maxiter: int = Field(60, ge=1, description="LOBPCG iterations per centre, in tens")
+    extra: int = Field(8, ge=0, description="buffer vectors in the subspace")
+    max_memory_GB: float = Field(16.0, gt=0, description="refuse above this estimate")
+    interpolate: bool = Field(True, description="per-atom cubic↔orthorhombic mixing from Pb–I–Pb angles")
+    phase: str | None = Field(None, description="force one Table S4 set ('cubic'/'orthorhombic') instead")
+    seed: int = 0
+    device: str = Field("cpu", description="'cpu' (numpy) or a torch device such as 'cuda' for H·X")
+
+
+def memory_estimate(n_points: int, n_states: int) -> dict:
+    """Bytes of the state block (points × states × 16 B × 2 spinor) and with the filter's work copies."""
+    states = n_points * n_states * 16 * 2
+    return {"states_bytes": states, "total_bytes": states * WORK_BLOCKS}
+
+
+def box(atoms: Atoms, vacuum_B: float) -> tuple[np.ndarray, np.ndarray]:
+    """Orthorhombic box (Bohr) around the structure and fractional positions of its atoms."""
+    pos = atoms.positions / BOHR_A
+    lo, hi = pos.min(0), pos.max(0)
+    cell = np.diag(hi - lo + 2 * vacuum_B)
+    return cell, (pos - lo + vacuum_B) / np.diag(cell)
+
+
+def weights(atoms: Atoms, s: StatesSettings) -> np.ndarray:
+    if s.phase is not None:
+        return np.full(len(atoms), 1.0 if s.phase == "orthorhombic" else 0.0)
+    return orthorhombic_weights(atoms)[0] if s.interpolate else np.zeros(len(atoms))
+
+
+def states_key(atoms: Atoms, s: StatesSettings) -> str:
+    """Hash of the inputs that define the states (positions, symbols, settings)."""
+    h = hashlib.sha256()
+    h.update(np.round(atoms.positions, 6).tobytes())
+    h.update(" ".join(atoms.get_chemical_symbols()).encode())
+    h.update(json.dumps(s.model_dump(exclude={"device", "max_memory_GB"}), sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class GridStates:
+    """Converged states with their grid spinors: (k, 2, *shape), normalised Σ|ψ|² dV = 1."""
+
+    states: BandEdgeStates
+    psi: np.ndarray
+    cell_B: np.ndarray
+    dV: float
+
+
+def check_memory(n_points: int, n_states: int, limit_GB: float) -> dict:
+    est = memory_estimate(n_points, n_states)
+    if est["total_bytes"] > limit_GB * 1e9:
+        raise QdlabError(f"memory estimate {est['total_bytes'] / 1e9:.1f} GB ({n_points} grid points × "
+                         f"{n_states} states × 16 B × 2 spinor × {WORK_BLOCKS} work copies) exceeds the "
+                         f"limit {limit_GB:g} GB")
+    return est
+
+
+def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
+                       checkpoint: str | Path | None = None, progress=None) -> GridStates:
+    """States nearest ``ref_eV`` of a finite structure; reused from ``checkpoint`` when inputs match."""
+    s = settings or StatesSettings()
+    key = states_key(atoms, s)
+    if checkpoint is not None and Path(checkpoint).exists():
+        got = load_states(checkpoint)
+        if got is not None and got.states.info.get("key") == key:
+            return got
+    cell, frac = box(atoms, s.vacuum_B)
+    shape = grid_shape(cell, s.spacing_B)
+    nvec = s.n_below + s.n_above + s.extra
+    est = check_memory(int(np.prod(shape)), nvec, s.max_memory_GB)
+    t0 = time.perf_counter()
+    w = weights(atoms, s)
+    H = grid_hamiltonian(cell, frac, atoms.get_chemical_symbols(), w, s.spacing_B, r_cut=s.r_cut_B)
+    apply = H.apply
+    if s.device != "cpu":
+        from qdlab.electronic.pseudopotential.torch_apply import TorchApply
+
+        apply = TorchApply(H, s.device)
+    e, vecs, res = gap_states(H, s.ref_eV / HARTREE_EV, s.n_below, s.n_above, s, progress, apply=apply)
+    ref = s.ref_eV / HARTREE_EV
+    occ = e < ref
+    psi = vecs.T.reshape((len(e), 2) + shape) / np.sqrt(H.dV)
+    info = {"key": key, "grid": list(shape), "cell_B": np.diag(cell).tolist(), "spacing_B": s.spacing_B,
+            "memory": est, "iterations": res.iterations, "n_apply": res.n_apply, "converged": res.converged,
+            "max_residual_Ha": float(res.residuals.max()), "seconds": time.perf_counter() - t0,
+            "solver": res.info.get("method", "chebyshev"), "n_occupied_total": n_occupied(atoms.get_chemical_symbols()),
+            "settings": s.model_dump(), "w_ortho_mean": float(w[np.isin(atoms.get_chemical_symbols(), ACTIVE)].mean())}
+    states = BandEdgeStates(energies_eV=e * HARTREE_EV, occupied=occ,
+                            atom_weights=atom_weights(psi, cell, frac, H.dV), method="pseudopotential", info=info)
+    out = GridStates(states, psi, cell, H.dV)
+    if checkpoint is not None:
+        save_states(out, checkpoint)
+    return out
+
+
+def kinetic_preconditioner(H):
+    """Approximate ((H − ε)²)⁻¹ by 1/(T_G + 1 Ha)² in G space (grid mode)."""
+    import scipy.fft as sfft
+
+    inv = 1.0 / (H.kinetic + 1.0) ** 2
+    shape = H.fft_shape
+
+    def apply(X):
+        nv = X.shape[1]
+        g = X.T.reshape((2 * nv,) + shape)
+        g = sfft.ifftn(sfft.fftn(g, axes=(1, 2, 3)) * inv[None], axes=(1, 2, 3))
+        return g.reshape(nv, -1).T
+
+    return apply
+
+
+def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, progress=None, apply=None):
+    """Eigenpairs on both sides of ``ref`` (Hartree) by folded-spectrum LOBPCG around moving centres.
+
+    The first centre is ``ref``; while one side is missing the centre is reflected past the states
+    found (they are all within the distance covered), and the union of the converged pairs is kept.
+    Returns (energies, vectors (2n, k), last EigenResult), n_below highest below and n_above lowest
+    above ``ref``.
+    """
+    from qdlab.electronic.eigensolvers import folded_lobpcg
+
+    pre = kinetic_preconditioner(H)
+    apply = apply or H.apply
+    want = n_below + n_above
+    centre, found_e, found_v, res = ref, [], [], None
+    for attempt in range(6):
+        res = folded_lobpcg(apply, H.dim, want, centre, precond=pre, nvec=want + s.extra, tol=s.tol_Ha,
+                            maxiter=s.maxiter * 10, seed=s.seed + attempt)
+        if progress is not None:
+            progress(attempt + 1, float(res.residuals.max()))
+        for val, vec in zip(res.values, res.vectors.T):
+            if not any(abs(val - f) < 1e-7 and abs(np.vdot(v, vec)) > 0.5 for f, v in zip(found_e, found_v)):
+                found_e.append(val)
+                found_v.append(vec)
+        e = np.array(found_e)
+        below, above = np.sort(e[e < ref])[::-1], np.sort(e[e >= ref])
+        if len(below) >= n_below and len(above) >= n_above:
+            break
+        span = float(np.abs(res.values - centre).max())
+        centre = centre + 2 * span if len(above) < n_above else centre - 2 * span
+    U, sv, _ = np.linalg.svd(np.array(found_v).T, full_matrices=False)
+    Q = U[:, sv > 1e-3 * sv[0]]  # the union of the runs' pairs, re-diagonalised (Rayleigh–Ritz)
+    HQ = apply(Q)
+    theta, W = np.linalg.eigh(0.5 * (Q.conj().T @ HQ + (Q.conj().T @ HQ).conj().T))
+    lo = np.flatnonzero(theta < ref)[-n_below:]
+    hi = np.flatnonzero(theta >= ref)[:n_above]
+    keep = np.concatenate([lo, hi])
+    return theta[keep], Q @ W[:, keep], res
+
+
+def atom_weights(psi: np.ndarray, cell_B: np.ndarray, frac: np.ndarray, dV: float) -> np.ndarray:
+    """Weight of each state on each atom: density summed over the grid points nearest that atom."""
+    from scipy.spatial import cKDTree
+
+    shape = psi.shape[2:]
+    m = np.stack(np.meshgrid(*[np.arange(n) / n for n in shape], indexing="ij"), -1).reshape(-1, 3)
+    owner = cKDTree(frac @ cell_B).query(m @ cell_B)[1]
+    dens = (np.abs(psi) ** 2).sum(1).reshape(len(psi), -1) * dV
+    w = np.stack([np.bincount(owner, weights=d, minlength=len(frac)) for d in dens])
+    return w / w.sum(1, keepdims=True)
+
+
+def save_states(gs: GridStates, path: str | Path) -> Path:
+    """Atomic npz checkpoint of converged states (energies eV, spinors, box)."""
+    st = gs.states
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, energies_eV=st.energies_eV, occupied=st.occupied, atom_weights=st.atom_weights,
+                     psi=gs.psi, cell_B=gs.cell_B, dV=gs.dV, info=json.dumps(st.info, default=str))
+    return Path(path)
+
+
+def load_states(path: str | Path) -> GridStates | None:
+    """States saved by :func:`save_states` (None for an unreadable file)."""
+    try:
+        with np.load(path) as z:
+            st = BandEdgeStates(z["energies_eV"], z["occupied"], z["atom_weights"], "pseudopotential",
+                                json.loads(str(z["info"])))
+            return GridStates(st, z["psi"], z["cell_B"], float(z["dV"]))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+class PseudopotentialEngine:
+    """Band-edge engine (``BandEdgeEngine``) of the semi-empirical pseudopotential Hamiltonian."""
+
+    name = "pseudopotential"
+
+    def __init__(self, settings: StatesSettings | None = None):
+        self.settings = settings or StatesSettings()
+
+    def states(self, atoms: Atoms, n_states: int = 8) -> BandEdgeStates:
+        s = self.settings.model_copy(update={"n_below": n_states, "n_above": n_states})
+        return nanocrystal_states(atoms, s).states

@@ -1,0 +1,149 @@
+"""Exciton fine structure of nanocrystals: states near the gap → BSE kernel → excitons.
+
+plan → evaluate → assemble, as every long workflow:
+- :func:`plan_excitons` lists the units (one structure each: a size and phase of the seed 003 series);
+- :func:`evaluate_exciton_unit` runs one unit with checkpoints in ``workdir``: converged states
+  (``<name>.states.npz``), the bare BSE kernels (``<name>.kernel.npz``) and the result
+  (``<name>.excitons.json``), each written atomically and reused when the inputs match;
+- :func:`assemble_excitons` collects the rows (gap, lowest exciton ⟨S²⟩, bright–dark and bright
+  splittings) in size order.
+:func:`rescreen` reruns the BSE with another ε from the stored kernels (no states recomputed).
+Energies in eV, lengths in Å at this boundary.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from pydantic import BaseModel, Field
+
+from qdlab.electronic.bse import EPS_CSPBI3, BSEKernel, Excitons, build_kernel, fine_structure, solve_bse
+from qdlab.electronic.pseudopotential.engine import GridStates, StatesSettings, nanocrystal_states
+from qdlab.electronic.pseudopotential.params import HARTREE_EV
+from qdlab.store.files import atomic_path, write_text
+
+
+class ExcitonSettings(BaseModel):
+    """Settings of the exciton workflow (shared by CLI, API and a campaign step ``excitons``)."""
+
+    states: StatesSettings = Field(default_factory=StatesSettings)
+    n_electrons: int = Field(8, ge=1, description="electron spinor states in the BSE (seed: 60–80)")
+    n_holes: int = Field(8, ge=1, description="hole spinor states in the BSE")
+    eps: float = Field(EPS_CSPBI3, gt=0, description="static (high-frequency) dielectric constant")
+    broadening_eV: float = Field(0.01, gt=0)
+
+
+@dataclass(frozen=True)
+class ExcitonUnit:
+    """One structure of a series: its name (checkpoint stem) and atoms (Å)."""
+
+    name: str
+    atoms: Atoms
+
+
+def plan_excitons(structures: dict[str, Atoms]) -> list[ExcitonUnit]:
+    """Units of work, one per named structure (smallest first)."""
+    return [ExcitonUnit(k, v) for k, v in sorted(structures.items(), key=lambda kv: len(kv[1]))]
+
+
+def save_kernel(k: BSEKernel, path: Path, key: str) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, key=key, **{f: getattr(k, f) for f in BSEKernel.__dataclass_fields__})
+
+
+def load_kernel(path: Path, key: str) -> BSEKernel | None:
+    try:
+        with np.load(path) as z:
+            if str(z["key"]) != key:
+                return None
+            return BSEKernel(**{f: z[f] for f in BSEKernel.__dataclass_fields__})
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def kernel_from_states(gs: GridStates, n_electrons: int, n_holes: int) -> BSEKernel:
+    """Bare BSE kernels on the lowest ``n_electrons`` and highest ``n_holes`` states (Hartree)."""
+    st = gs.states
+    occ = np.flatnonzero(st.occupied)[::-1][:n_holes]
+    emp = np.flatnonzero(~st.occupied)[:n_electrons]
+    e = st.energies_eV / HARTREE_EV
+    return build_kernel(gs.psi[emp], gs.psi[occ], e[emp], e[occ], gs.cell_B, gs.dV)
+
+
+def splits_multiplet(gs: GridStates, n_electrons: int, n_holes: int, tol_eV: float = 1e-3) -> bool:
+    """True when the BSE basis cuts through a degenerate set of states (results then depend on
+    which partners were kept: choose n_electrons/n_holes that close the multiplets)."""
+    e, occ = gs.states.energies_eV, gs.states.occupied
+    ev, ec = np.sort(e[occ])[::-1], np.sort(e[~occ])
+    cut_v = len(ev) > n_holes and abs(ev[n_holes] - ev[n_holes - 1]) < tol_eV
+    cut_c = len(ec) > n_electrons and abs(ec[n_electrons] - ec[n_electrons - 1]) < tol_eV
+    return bool(cut_v or cut_c)
+
+
+def evaluate_exciton_unit(unit: ExcitonUnit, settings: ExcitonSettings, workdir: str | Path,
+                          progress=None) -> dict:
+    """States, kernel and excitons of one structure; every stage checkpointed in ``workdir``."""
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    s = settings.states.model_copy(update={"n_below": max(settings.states.n_below, settings.n_holes),
+                                           "n_above": max(settings.states.n_above, settings.n_electrons)})
+    gs = nanocrystal_states(unit.atoms, s, checkpoint=work / f"{unit.name}.states.npz", progress=progress)
+    key = f"{gs.states.info['key']}:{settings.n_electrons}:{settings.n_holes}"
+    kpath = work / f"{unit.name}.kernel.npz"
+    kernel = load_kernel(kpath, key) if kpath.exists() else None
+    if kernel is None:
+        kernel = kernel_from_states(gs, settings.n_electrons, settings.n_holes)
+        save_kernel(kernel, kpath, key)
+    exc = solve_bse(kernel, settings.eps)
+    row = result_row(unit, gs, exc)
+    row["splits_multiplet"] = splits_multiplet(gs, settings.n_electrons, settings.n_holes)
+    write_text(work / f"{unit.name}.excitons.json", json.dumps(row, indent=2, default=float))
+    return row
+
+
+def result_row(unit: ExcitonUnit, gs: GridStates, exc: Excitons, n_show: int = 12) -> dict:
+    st = gs.states
+    return {"name": unit.name, "formula": unit.atoms.get_chemical_formula(), "n_atoms": len(unit.atoms),
+            "gap_eV": st.gap_eV, "homo_eV": st.homo_eV, "lumo_eV": st.lumo_eV, "eps": exc.eps,
+            "optical_gap_eV": float(exc.energies_eV[0]), "binding_eV": float(exc.binding_eV[0]),
+            "energies_eV": exc.energies_eV[:n_show].tolist(), "s2": exc.s2[:n_show].tolist(),
+            "oscillator_xyz": exc.oscillator[:n_show].tolist(), **fine_structure(exc),
+            "grid": st.info.get("grid"), "states_seconds": st.info.get("seconds"),
+            "w_ortho_mean": st.info.get("w_ortho_mean")}
+
+
+def assemble_excitons(rows: list[dict]) -> list[dict]:
+    """Rows in size order (number of atoms)."""
+    return sorted(rows, key=lambda r: r["n_atoms"])
+
+
+def rescreen(workdir: str | Path, name: str, eps: float) -> Excitons:
+    """BSE with another ε from the stored bare kernels of ``name`` (no states recomputed)."""
+    path = Path(workdir) / f"{name}.kernel.npz"
+    with np.load(path) as z:
+        kernel = BSEKernel(**{f: z[f] for f in BSEKernel.__dataclass_fields__})
+    return solve_bse(kernel, eps)
+
+
+def relaxed_nanocrystal(size: str, phase: str = "cubic", fmax: float = 0.05, steps: int = 300) -> Atoms:
+    """CsPbI3 cube/cuboid of seed 003 (corner Cs removed, surface-Cs charge) relaxed with the
+    classical LJ + Coulomb force field (SCIENCE.md §1–2)."""
+    from qdlab.build.recipes import PerovskiteRecipe, build_perovskite
+    from qdlab.engines.registry import get_calculator
+    from qdlab.workflows.relax import relax
+
+    atoms = build_perovskite(PerovskiteRecipe(composition="CsPbI3", size=size, phase=phase,
+                                              neutrality="surface-charge", vacuum=5.0))
+    return relax(atoms, get_calculator("classical"), fmax=fmax, steps=steps).atoms
+
+
+def run_series(structures: dict[str, Atoms], settings: ExcitonSettings, workdir: str | Path,
+               progress=None) -> list[dict]:
+    """Plan, evaluate every unit serially (resumable), assemble."""
+    return assemble_excitons([evaluate_exciton_unit(u, settings, workdir, progress)
+                              for u in plan_excitons(structures)])

@@ -1,0 +1,86 @@
+"""Nanocrystal states, checkpoints, BSE rescreening and the CLI commands on a tiny grid."""
+
+import json
+
+import numpy as np
+import pytest
+import typer
+from ase import Atoms
+from ase.io import write
+from typer.testing import CliRunner
+
+from qdlab.cli.excitons import excitons_cmd, pp_bands_cmd, states_cmd
+from qdlab.electronic.pseudopotential import engine
+from qdlab.electronic.pseudopotential.engine import StatesSettings, memory_estimate, nanocrystal_states
+from qdlab.errors import QdlabError
+
+D = 3.15
+PBI6 = Atoms("PbI6", positions=[[0, 0, 0], [D, 0, 0], [-D, 0, 0], [0, D, 0], [0, -D, 0], [0, 0, D], [0, 0, -D]])
+TINY = StatesSettings(spacing_B=2.0, vacuum_B=1.0, n_below=2, n_above=2, tol_Ha=1e-4, extra=4)
+
+app = typer.Typer()
+app.command("bands")(pp_bands_cmd)
+app.command("states")(states_cmd)
+app.command("excitons")(excitons_cmd)
+
+
+def test_memory_estimate_refuses_in_one_line():
+    """SCIENCE.md §9: 104³ points × 1 state × 16 B × 2 = 36 MB per state; refusal names both numbers."""
+    assert memory_estimate(104**3, 1)["states_bytes"] / 1e6 == pytest.approx(36.0, rel=0.01)
+    with pytest.raises(QdlabError) as err:
+        nanocrystal_states(PBI6, StatesSettings(max_memory_GB=1e-4))
+    msg = str(err.value)
+    assert "\n" not in msg and "GB" in msg and "limit 0.0001 GB" in msg and "memory estimate" in msg
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    r = CliRunner().invoke(app, ["states", str(tmp_path / "missing.xyz")])
+    assert r.exit_code == 2 and r.output.strip().startswith("error:") or "error:" in r.stderr
+    r = CliRunner().invoke(app, ["bands", "cubic", "--ecut", "-1"])
+    assert r.exit_code == 2
+
+
+@pytest.mark.slow
+def test_states_checkpoint_bse_rescreen_and_cli(tmp_path, monkeypatch):
+    """States are computed once, then reused from the npz; BSE reruns with another ε from kernels."""
+    from qdlab.workflows.excitons import ExcitonSettings, ExcitonUnit, evaluate_exciton_unit, rescreen
+
+    settings = ExcitonSettings(states=TINY, n_electrons=2, n_holes=2)
+    row = evaluate_exciton_unit(ExcitonUnit("pbi6", PBI6), settings, tmp_path)
+    assert row["gap_eV"] > 0 and len(row["energies_eV"]) == 4
+    assert (tmp_path / "pbi6.states.npz").exists() and (tmp_path / "pbi6.kernel.npz").exists()
+
+    def boom(*a, **k):
+        raise AssertionError("states were recomputed")
+
+    monkeypatch.setattr(engine, "grid_hamiltonian", boom)
+    again = evaluate_exciton_unit(ExcitonUnit("pbi6", PBI6), settings, tmp_path)
+    assert again["energies_eV"] == pytest.approx(row["energies_eV"], abs=1e-12)
+    e2 = rescreen(tmp_path, "pbi6", 10.0)
+    e1 = rescreen(tmp_path, "pbi6", settings.eps)
+    assert e1.energies_eV == pytest.approx(row["energies_eV"], abs=1e-12)
+    assert e2.energies_eV[0] > e1.energies_eV[0]  # weaker screening of the attraction → higher energy
+    monkeypatch.undo()  # the CLI's settings (tolerance, buffer) differ: its states are its own
+    write(tmp_path / "pbi6.xyz", PBI6)
+    cli_dir = tmp_path / "cli"
+    r = CliRunner().invoke(app, ["excitons", str(tmp_path / "pbi6.xyz"), "--spacing", "2", "--vacuum", "1",
+                                 "--electrons", "2", "--holes", "2", "-o", str(cli_dir), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["energies_eV"] == pytest.approx(rescreen(cli_dir, "pbi6", out["eps"]).energies_eV[:4], abs=1e-12)
+    assert (cli_dir / "pbi6.excitons.png").exists() and (cli_dir / "pbi6.states.npz").exists()
+
+
+def test_cli_bands_cubic_json_and_output(tmp_path):
+    """Small cutoff: masses along x, y, z equal by cubic symmetry (1e-6); -o writes the same JSON."""
+    out = tmp_path / "bands.json"
+    r = CliRunner().invoke(app, ["bands", "cubic", "--method", "pseudopotential", "--ecut", "2.5", "--json",
+                                 "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert json.loads(out.read_text()) == res
+    mh, me = res["m_h_dirs"], res["m_e_dirs"]
+    assert mh["x"] == pytest.approx(mh["y"], rel=1e-6) == pytest.approx(mh["z"], rel=1e-6)
+    assert me["x"] == pytest.approx(me["z"], rel=1e-6) and res["gap_eV"] > 0
+    r = CliRunner().invoke(app, ["bands", "cubic", "--method", "tight-binding"])
+    assert r.exit_code == 2
