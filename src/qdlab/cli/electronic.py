@@ -19,7 +19,7 @@ from qdlab.errors import QdlabError
 electronic_app = typer.Typer(help="Band-edge electronic structure: bulk bands, gaps of structures and trajectories.",
                              no_args_is_help=True)
 
-METHOD_OPT = typer.Option("tight-binding", "--method", help="Band-edge method: tight-binding.")
+METHOD_OPT = typer.Option("tight-binding", "--method", help="Band-edge method: tight-binding | pseudopotential (bands: CsPbI3, seed 003).")
 PARAMS_OPT = typer.Option(None, "--params", help="TB parameter set: CsPbI3-nestoklon, CsPbBr3-kashikar or a JSON/TOML file "
                           "(default: the set for the halide present).")
 ETA_OPT = typer.Option(None, "--eta", help="Harrison exponent η of V ∝ (d0/d)^η (default: the set's).")
@@ -39,14 +39,25 @@ def bands_cmd(cell: str = typer.Argument(..., help="Periodic cell file (POSCAR, 
                                          "for the parameter set's cubic cell."),
               method: str = METHOD_OPT, params: str = PARAMS_OPT, eta: float = ETA_OPT, soc: bool = SOC_OPT,
               out: Path = typer.Option(Path("bands_out"), "--output", "-o", help="Output folder (CSV, JSON, PNG)."),
+              phase: str = typer.Option(None, "--phase", help="pseudopotential: Table S4 set (cubic | orthorhombic); "
+                                        "CELL may be 'cubic' or 'orthorhombic'."),
+              ecut: float = typer.Option(6.0, "--ecut", help="pseudopotential: plane-wave cutoff, Hartree."),
+              kpoint: str = typer.Option(None, "--kpoint", help="pseudopotential: fractional k of the gap, e.g. 0.5,0.5,0.5."),
               as_json: bool = JSON_OPT) -> None:
-    """Bulk band structure along Γ–X–M–R, the gap and effective masses at R (Bloch sums)."""
+    """Bulk band structure along Γ–X–M–R, the gap and effective masses at R (Bloch sums);
+    with ``--method pseudopotential`` the gap and effective masses of the seed 003 plane-wave Hamiltonian."""
     from qdlab.electronic.tb.bulk import bulk_bands, plot_bands
     from qdlab.electronic.tb.params import default_params_for, load_params
     from qdlab.store.files import atomic_path, write_text
 
-    if method != "tight-binding":  # dispatch point: the pseudopotential method joins here
-        raise QdlabError(f"unknown band method {method!r} (available: tight-binding)")
+    if method == "pseudopotential":
+        from qdlab.cli.excitons import pp_bands
+
+        out.mkdir(parents=True, exist_ok=True)
+        pp_bands(cell, phase=phase, ecut=ecut, kpoint=kpoint, output=out / "bands.json", as_json=as_json)
+        return
+    if method != "tight-binding":
+        raise QdlabError(f"unknown band method {method!r} (available: tight-binding, pseudopotential)")
     atoms = None
     if cell != "reference":
         from ase.io import read
@@ -289,3 +300,14 @@ def linewidth_cmd(trace: Path = typer.Argument(..., help="Gap trace: CSV with ti
     rows += [(k, f"{summary[k]:.4g}") for k in ("reorganization_meV", "gamma_harmonic_meV", "t2_star_fs",
                                                "gamma_dephasing_meV", "fwhm_histogram_meV", "resolution_meV")]
     _table(f"linewidth of {trace} at {temperature:g} K → {out}", rows)
+
+
+def _mount_pseudopotential() -> None:
+    """``qdlab electronic states|excitons``: the pseudopotential nanocrystal commands (seed 003)."""
+    from qdlab.cli.excitons import excitons_cmd, states_cmd
+
+    electronic_app.command("states")(states_cmd)
+    electronic_app.command("excitons")(excitons_cmd)
+
+
+_mount_pseudopotential()

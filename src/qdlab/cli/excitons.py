@@ -1,4 +1,4 @@
-"""Pseudopotential commands for the ``qdlab electronic`` group (mounted by the integrator).
+"""Pseudopotential commands of the ``qdlab electronic`` group.
 
 ``bands CELL --method pseudopotential`` (bulk gap and effective masses), ``states STRUCTURE``
 (nanocrystal states near the gap, checkpointed) and ``excitons STRUCTURE`` (BSE fine structure,
@@ -25,21 +25,12 @@ def _read(structure: Path):
     return read(structure)
 
 
-@guarded
-def pp_bands_cmd(cell: str = typer.Argument(..., help="'cubic', 'orthorhombic' or a periodic structure file"),
-                 method: str = typer.Option("pseudopotential", "--method", help="band-edge method"),
-                 phase: str = typer.Option(None, "--phase", help="Table S4 set for a structure file"),
-                 ecut: float = typer.Option(6.0, "--ecut", help="plane-wave cutoff, Hartree"),
-                 kpoint: str = typer.Option(None, "--kpoint", help="fractional k of the gap, e.g. 0.5,0.5,0.5"),
-                 dk: float = typer.Option(0.01, "--dk", help="finite-difference step, 1/Bohr"),
-                 output: Path = typer.Option(None, "--output", "-o", help="write the result as JSON"),
-                 as_json: bool = JSON_OPT) -> None:
+def pp_bands(cell: str, *, phase: str | None = None, ecut: float = 6.0, kpoint: str | None = None,
+             dk: float = 0.01, output: Path | None = None, as_json: bool = False) -> None:
     """Bulk band gap and effective masses at the band edge (plane waves, spinors)."""
     from qdlab.electronic.pseudopotential.bulk import cubic_cell, effective_masses, orthorhombic_cell
     from qdlab.store.files import write_text
 
-    if method != "pseudopotential":
-        raise QdlabError(f"this command implements --method pseudopotential, not {method!r}")
     if ecut <= 0 or dk <= 0:
         raise QdlabError("--ecut and --dk must be positive")
     builtin = {"cubic": (cubic_cell, (0.5, 0.5, 0.5)), "orthorhombic": (orthorhombic_cell, (0.0, 0.0, 0.0))}
