@@ -13,6 +13,17 @@ pytest.importorskip("chgnet")
 def test_reproduce_list_has_library_targets():
     res = CliRunner().invoke(app, ["reproduce", "list"])
     assert res.exit_code == 0 and "seed000-figS6" in res.output and "seed000-fig6" in res.output
+    assert "seed001-ir" in res.output
+
+
+@pytest.mark.slow
+def test_seed001_ir_target_runs_the_library_pipeline(tmp_path):
+    """`qdlab reproduce seed001-ir --quick` = reproduce_seed001_ir: bands beside seed 001's ranges (SCIENCE §6)."""
+    res = CliRunner().invoke(app, ["reproduce", "seed001-ir", "--quick", "-o", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "seed001_ir.json").read_text())
+    assert summary["paper_cm1"] and summary["rows"][0]["spectrum"] == "harmonic/seed001"
+    assert summary["formula"] == "C20H30O20Pb6S"
 
 
 def test_figs6_tiny_committee(tmp_path):

@@ -201,8 +201,14 @@ _SUMMARY_STEP = {"seed000-fig5": "peaks", "seed000-fig7": "rmsf", "seed004-rmsf-
 def _library_targets() -> dict[str, tuple[str, Callable[..., dict]]]:
     """Targets run by a library function instead of a campaign (no campaign step for them yet)."""
     from qdlab.campaign import reproduce_binding as rb
+    from qdlab.campaign.seed001_ir import reproduce_seed001_ir
 
-    return {"seed000-figS6": ("PhP/BzO/PhS binding energies on the MA-capped 2×2×3 CsPbBr3 slab ± committee spread",
+    return {"seed001-ir": ("acetate IR bands of OAc-capped PbS (relax → Γ modes → harmonic IR with seed 001 charges) "
+                           "beside seed 001's ranges; --size 2 is seed 001's Pb19S6(OAc)26",
+                           lambda out, sizes, engine, quick, passivations, log, progress: reproduce_seed001_ir(
+                               out, size=(sizes or (1,))[0], engine=engine, fmax=0.05 if quick else 0.01,
+                               log=log or (lambda m: None))),
+            "seed000-figS6": ("PhP/BzO/PhS binding energies on the MA-capped 2×2×3 CsPbBr3 slab ± committee spread",
                               lambda out, sizes, engine, quick, passivations, log, progress: rb.reproduce_figs6(
                                   out, engine=engine if ":" in engine else f"{engine}:0.3.0", quick=quick, log=log,
                                   progress=progress)),
