@@ -305,8 +305,9 @@ def _binding(task: dict, parent: dict | None, files: str, out: Path) -> tuple[At
     eng = {k: v for k, v in task["engine"].items() if k in EngineChoice.model_fields}
     res = binding_energies(host, BindingSettings(**task["settings"], engine=EngineChoice(**eng)), out)
     plot_binding(res, out / "binding.png")
+    order = res.ordering()
     results: dict[str, Any] = res.flat() | {"all_converged": all(res.converged.values()),
-                                            "ordering": " > ".join(res.ordering())}
+                                            "ordering": " > ".join(order["order"]), "ordering_robust": order["robust"]}
     return host, results, {"binding": rel(files, out / "binding.json"), "binding_png": rel(files, out / "binding.png"),
                            "units": rel(files, out / "units")}
 
