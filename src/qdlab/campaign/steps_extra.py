@@ -6,7 +6,10 @@
 - ``binding`` after a structure step (or the built model): :class:`qdlab.workflows.binding.BindingSettings`
   without ``engine`` (the campaign's engine relaxes every structure) → ``BindingResult.flat()``;
 - ``ir`` after ``phonons``: :class:`qdlab.workflows.ir.HarmonicIRSettings` (harmonic spectrum, cm⁻¹);
-- ``ir_md`` after ``md``: :class:`qdlab.workflows.ir.IRMDSettings` (spectrum from the dipole trajectory).
+- ``ir_md`` after ``md``: :class:`qdlab.workflows.ir.IRMDSettings` (spectrum from the dipole trajectory);
+- ``gap`` after ``md``: :class:`qdlab.workflows.gap.GapSettings` (HOMO, LUMO, gap per frame, eV; chunks
+  evaluated serially in one task, checkpointed);
+- ``linewidth`` after ``gap``: :class:`LinewidthStep` (Huang–Rhys factors, reorganisation energy, Γ in meV).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import dataclasses
 import typing
 from typing import Any, Literal
 
-from pydantic import create_model, model_validator
+from pydantic import Field, create_model, model_validator
 
 from qdlab.campaign.step_base import _Step
 from qdlab.errors import QdlabError
@@ -48,27 +51,42 @@ def _from_dataclass(name: str, workflow: str, dc: type, doc: str) -> type[_Step]
     return model
 
 
-def _binding_step() -> type[_Step]:
-    from qdlab.workflows.binding import BindingSettings
+def _from_pydantic(name: str, workflow: str, settings: type, doc: str, exclude: set[str] = frozenset()) -> type[_Step]:
+    fields = {k: (f.annotation, f) for k, f in settings.model_fields.items() if k not in exclude}
+    return create_model(name, __base__=_Step, __doc__=doc, workflow=(Literal[workflow], workflow), **fields)
 
-    fields = {k: (f.annotation, f) for k, f in BindingSettings.model_fields.items() if k != "engine"}
-    return create_model("BindingStep", __base__=_Step, __doc__="Ligand binding energies (:class:`qdlab.workflows."
-                        "binding.BindingSettings`; the engine is the campaign's).",
-                        workflow=(Literal["binding"], "binding"), **fields)
+
+class LinewidthStep(_Step):
+    """Exciton–phonon linewidth of a gap trace (:func:`qdlab.analysis.exciton_phonon.linewidth`):
+    temperature ``T_K`` (K), Huang–Rhys ``bands_meV`` (name → [lo, hi] meV; None: the defaults),
+    ``resolution_meV`` required of the trace, ``skip_fs`` discarded (fs), ``max_lag_fs`` of D(t)."""
+
+    workflow: Literal["linewidth"] = "linewidth"
+    T_K: float = Field(300.0, gt=0)
+    bands_meV: dict[str, list[float]] | None = None
+    resolution_meV: float = Field(1.0, gt=0)
+    skip_fs: float = Field(0.0, ge=0)
+    max_lag_fs: float | None = Field(2000.0, gt=0)
 
 
 def _models() -> tuple[type[_Step], ...]:
+    from qdlab.workflows.binding import BindingSettings
+    from qdlab.workflows.gap import GapSettings
     from qdlab.workflows.ir import HarmonicIRSettings, IRMDSettings, ThermalSettings
 
     return (_from_dataclass("ThermalStep", "thermal", ThermalSettings, "Harmonic thermodynamics of a phonon step."),
-            _binding_step(),
+            _from_pydantic("BindingStep", "binding", BindingSettings, "Ligand binding energies (BindingSettings; "
+                           "the engine is the campaign's).", exclude={"engine"}),
             _from_dataclass("IRStep", "ir", HarmonicIRSettings, "Harmonic IR spectrum of a phonon step."),
-            _from_dataclass("IRMDStep", "ir_md", IRMDSettings, "IR spectrum of an MD step's dipole trajectory."))
+            _from_dataclass("IRMDStep", "ir_md", IRMDSettings, "IR spectrum of an MD step's dipole trajectory."),
+            _from_pydantic("GapStep", "gap", GapSettings, "Band gap per frame of an MD step (GapSettings)."))
 
 
-ThermalStep, BindingStep, IRStep, IRMDStep = _models()
-ExtraStep = ThermalStep | BindingStep | IRStep | IRMDStep
+ThermalStep, BindingStep, IRStep, IRMDStep, GapStep = _models()
+ExtraStep = ThermalStep | BindingStep | IRStep | IRMDStep | GapStep | LinewidthStep
 
-EXTRA_PRODUCES = {"thermal": "thermal", "binding": "binding", "ir": "ir", "ir_md": "ir"}
-EXTRA_NEEDS = {"thermal": "phonons", "binding": "structure", "ir": "phonons", "ir_md": "trajectory"}
+EXTRA_PRODUCES = {"thermal": "thermal", "binding": "binding", "ir": "ir", "ir_md": "ir", "gap": "gap trace",
+                  "linewidth": "linewidth"}
+EXTRA_NEEDS = {"thermal": "phonons", "binding": "structure", "ir": "phonons", "ir_md": "trajectory",
+               "gap": "trajectory", "linewidth": "gap trace"}
 EXTRA_USES_ENGINE = {"binding"}

@@ -355,8 +355,40 @@ def _ir_results(summary: dict, atoms: Atoms) -> dict[str, Any]:
     return results
 
 
+def _gap(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:
+    """HOMO, LUMO, gap (eV) per frame of the parent MD step (:func:`qdlab.workflows.gap.gap_trajectory`,
+    its chunks in turn, checkpointed in ``gap.ckpt``) → ``gap.csv``."""
+    from qdlab.analysis.trajectory import read_frames
+    from qdlab.workflows.gap import GapSettings, gap_trajectory, save_gap_trace
+
+    traj = _parent_file(parent, files, "trajectory")
+    trace = gap_trajectory(traj, GapSettings(**task["settings"]), checkpoint=out / "gap.ckpt")
+    save_gap_trace(trace, out / "gap.csv")
+    g = trace.gap_eV
+    results = {"n_frames": len(g), "mean_gap_eV": float(np.mean(g)), "std_gap_meV": float(np.std(g) * 1e3),
+               "min_gap_eV": float(np.min(g)), "max_gap_eV": float(np.max(g))}
+    return read_frames(traj)[-1], results, {"gap": rel(files, out / "gap.csv"), "checkpoint": rel(files, out / "gap.ckpt")}
+
+
+def _linewidth(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms | None, dict, dict]:
+    """Huang–Rhys factors, reorganisation energy and Γ (meV) of the parent gap step's trace
+    (:func:`qdlab.analysis.exciton_phonon.linewidth`)."""
+    from qdlab.analysis.exciton_phonon import linewidth, plot_linewidth
+    from qdlab.store.files import write_text
+    from qdlab.workflows.gap import import_gap_trace
+
+    s = task["settings"]
+    res = linewidth(import_gap_trace(_parent_file(parent, files, "gap")), s["T_K"], s.get("bands_meV"),
+                    s["resolution_meV"], s["skip_fs"], s["max_lag_fs"])
+    summary = res.summary()
+    write_text(out / "linewidth.json", json.dumps(summary, indent=2) + "\n")
+    plot_linewidth(res, out / "linewidth.png")
+    results = {k: v for k, v in summary.items() if k != "huang_rhys_bands"} | summary["huang_rhys_bands"]
+    return None, results, {"linewidth": rel(files, out / "linewidth.json"), "linewidth_png": rel(files, out / "linewidth.png")}
+
+
 WORKFLOWS = {"relax": _relax, "peaks": _peaks, "md": _md, "rmsf": _rmsf, "rdf": _rdf, "thermal": _thermal,
-             "binding": _binding, "ir": _ir, "ir_md": _ir_md}
+             "binding": _binding, "ir": _ir, "ir_md": _ir_md, "gap": _gap, "linewidth": _linewidth}
 
 
 def _one_line(exc: BaseException) -> str:
