@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qdlab.engines.spec import EngineSpec, file_hash  # noqa: F401  (engine settings: one model, qdlab.engines)
 from qdlab.campaign.step_base import _Model, _Step

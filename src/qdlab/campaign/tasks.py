@@ -367,7 +367,8 @@ def _gap(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms,
     g = trace.gap_eV
     results = {"n_frames": len(g), "mean_gap_eV": float(np.mean(g)), "std_gap_meV": float(np.std(g) * 1e3),
                "min_gap_eV": float(np.min(g)), "max_gap_eV": float(np.max(g))}
-    return read_frames(traj)[-1], results, {"gap": rel(files, out / "gap.csv"), "checkpoint": rel(files, out / "gap.ckpt")}
+    return read_frames(traj)[-1], results, {"gap": rel(files, out / "gap.csv"),
+                                            "checkpoint": rel(files, out / "gap.ckpt")}
 
 
 def _linewidth(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms | None, dict, dict]:
@@ -384,7 +385,8 @@ def _linewidth(task: dict, parent: dict | None, files: str, out: Path) -> tuple[
     write_text(out / "linewidth.json", json.dumps(summary, indent=2) + "\n")
     plot_linewidth(res, out / "linewidth.png")
     results = {k: v for k, v in summary.items() if k != "huang_rhys_bands"} | summary["huang_rhys_bands"]
-    return None, results, {"linewidth": rel(files, out / "linewidth.json"), "linewidth_png": rel(files, out / "linewidth.png")}
+    return None, results, {"linewidth": rel(files, out / "linewidth.json"),
+                           "linewidth_png": rel(files, out / "linewidth.png")}
 
 
 WORKFLOWS = {"relax": _relax, "peaks": _peaks, "md": _md, "rmsf": _rmsf, "rdf": _rdf, "thermal": _thermal,
