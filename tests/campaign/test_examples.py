@@ -29,5 +29,6 @@ def test_example_spec_plans(spec, tmp_path):
     assert not plan.get("store_error")
     steps = {t["step"] for t in plan["tasks"]}
     expected = {"demo": {"relax", "phonons", "peaks"}, "seed000_fig5": {"relax", "phonons", "peaks"},
-                "md_rmsf": {"relax", "md", "rmsf", "rdf"}}.get(spec.stem)
+                "md_rmsf": {"relax", "md", "rmsf", "rdf"},
+                "thermal_binding": {"relax", "phonons", "thermal", "binding"}}.get(spec.stem)
     assert expected is None or steps == expected

@@ -76,6 +76,9 @@ def force_calls(workflow: str, settings: dict, n_atoms: int) -> int:
         return 6 * n_atoms if settings.get("method", "fd") == "fd" else 1
     if workflow == "md":
         return int(settings.get("steps", 0)) + 1
+    if workflow == "binding":  # host, per ligand complex + free ligand, per site kind vacancy + ion (≤ 2 kinds)
+        per = int(min(settings.get("steps", 300), 50 + n_atoms // 2)) + 1 if settings.get("relax", True) else 1
+        return (1 + 2 * len(settings.get("ligands", [])) + 4) * (per + len(settings.get("committee", [])))
     return 0
 
 

@@ -48,9 +48,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qdlab.engines.spec import EngineSpec, file_hash  # noqa: F401  (engine settings: one model, qdlab.engines)
+from qdlab.campaign.step_base import _Model, _Step
+from qdlab.campaign.steps_extra import EXTRA_NEEDS, EXTRA_PRODUCES, EXTRA_USES_ENGINE, ExtraStep
 from qdlab.errors import QdlabError
 from qdlab.store.results import content_hash
 from qdlab.workflows.phonons import PhononSettings
@@ -60,14 +62,7 @@ from qdlab.workflows.relax import RelaxSettings
 TASK_SCHEMA = 1
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 # -- workflow steps ----------------------------------------------------------------------------
-class _Step(_Model):
-    name: str | None = Field(None, description="step name (default: the workflow name)")
-    after: str | None = Field(None, description="the step whose output this one takes (default: the previous)")
 
 
 class RelaxStep(_Step, RelaxSettings):
@@ -156,15 +151,16 @@ class RDFStep(_Step):
     skip_ps: float = Field(0.0, ge=0)
 
 
-Step = Annotated[RelaxStep | PhononStep | PeaksStep | MDStep | RMSFStep | RDFStep, Field(discriminator="workflow")]
+Step = Annotated[RelaxStep | PhononStep | PeaksStep | MDStep | RMSFStep | RDFStep | ExtraStep,
+                 Field(discriminator="workflow")]
 
 #: what each workflow produces and what it needs from its parent
 PRODUCES = {"build": "structure", "relax": "structure", "phonons": "phonons", "peaks": "peaks",
-            "md": "trajectory", "rmsf": "rmsf", "rdf": "rdf"}
+            "md": "trajectory", "rmsf": "rmsf", "rdf": "rdf", **EXTRA_PRODUCES}
 NEEDS = {"relax": "structure", "phonons": "structure", "peaks": "phonons", "md": "structure",
-         "rmsf": "trajectory", "rdf": "trajectory"}
+         "rmsf": "trajectory", "rdf": "trajectory", **EXTRA_NEEDS}
 #: workflows that call the engine (the engine is part of their key)
-USES_ENGINE = {"relax", "phonons", "md"}
+USES_ENGINE = {"relax", "phonons", "md", *EXTRA_USES_ENGINE}
 
 
 # -- grids -------------------------------------------------------------------------------------

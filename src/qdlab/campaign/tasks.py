@@ -275,7 +275,122 @@ def _resolve_sites(pair: str, recipe: dict) -> str:
     return "-".join({"A": c.A, "B": c.B, "X": c.X}.get(p, p) for p in pair.split("-"))
 
 
-WORKFLOWS = {"relax": _relax, "peaks": _peaks, "md": _md, "rmsf": _rmsf, "rdf": _rdf}
+def _thermal(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:
+    """Harmonic F, S, C_v, ZPE (eV, eV/K) and ⟨u²⟩ (Å²) of the parent phonon step
+    (:func:`qdlab.workflows.ir.run_thermal`); row values at 10 K and 300 K where in the grid."""
+    from ase.io import read
+
+    from qdlab.workflows.ir import ThermalSettings, run_thermal
+
+    structure = _parent_file(parent, files, "structure")
+    summary = run_thermal(_parent_file(parent, files, "phonons"), out, ThermalSettings(**task["settings"]),
+                          structure=structure)
+    results: dict[str, Any] = {k: summary[k] for k in ("zpe_eV", "n_modes", "n_excluded", "n_imaginary")}
+    for t, v in summary["at"].items():
+        results |= {f"F_{t}_eV": v["F_eV"], f"S_{t}_eV_K": v["S_eV_K"], f"Cv_{t}_eV_K": v["Cv_eV_K"]}
+        results |= {f"u2_{el}_{t}_A2": u for el, u in v["u2_A2"].items()}
+    names = {"thermal": "thermal.csv", "msd": "msd_per_atom.npz", "thermal_png": "thermal.png",
+             "thermal_json": "thermal.json"}
+    return read(structure, format="extxyz"), results, {k: rel(files, out / v) for k, v in names.items()}
+
+
+def _binding(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:
+    """Ligand binding and exchange energies (eV) on the task's model as host, every structure relaxed
+    with the task's engine (:func:`qdlab.workflows.binding.binding_energies`)."""
+    from qdlab.report.uncertainty_plots import plot_binding
+    from qdlab.workflows.binding import BindingSettings, binding_energies
+    from qdlab.workflows.committee import EngineChoice
+
+    host = input_structure(task, parent, files)
+    eng = {k: v for k, v in task["engine"].items() if k in EngineChoice.model_fields}
+    res = binding_energies(host, BindingSettings(**task["settings"], engine=EngineChoice(**eng)), out)
+    plot_binding(res, out / "binding.png")
+    order = res.ordering()
+    results: dict[str, Any] = res.flat() | {"all_converged": all(res.converged.values()),
+                                            "ordering": " > ".join(order["order"]), "ordering_robust": order["robust"]}
+    return host, results, {"binding": rel(files, out / "binding.json"), "binding_png": rel(files, out / "binding.png"),
+                           "units": rel(files, out / "units")}
+
+
+def _ir(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:
+    """Harmonic IR spectrum of the parent phonon step (:func:`qdlab.workflows.ir.run_ir_harmonic`), cm⁻¹."""
+    from ase.io import read
+
+    from qdlab.workflows.ir import HarmonicIRSettings, run_ir_harmonic
+
+    structure = _parent_file(parent, files, "structure")
+    summary = run_ir_harmonic(_parent_file(parent, files, "phonons"), out, HarmonicIRSettings(**task["settings"]),
+                              structure=structure)
+    names = {"ir_modes": "ir_modes.csv", "ir": "ir_harmonic.csv", "ir_json": "ir_harmonic.json",
+             "ir_png": "ir_harmonic.png"}
+    atoms = read(structure, format="extxyz")
+    return atoms, _ir_results(summary, atoms), {k: rel(files, out / v) for k, v in names.items()}
+
+
+def _ir_md(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:
+    """IR spectrum of the parent MD step's trajectory (:func:`qdlab.workflows.ir.run_ir_md`), cm⁻¹."""
+    from qdlab.analysis.trajectory import read_frames
+    from qdlab.workflows.ir import IRMDSettings, run_ir_md
+
+    traj = _parent_file(parent, files, "trajectory")
+    summary = run_ir_md(traj, out, IRMDSettings(**task["settings"]))
+    frames = read_frames(traj)
+    results = _ir_results(summary, frames[0]) | {k: summary[k] for k in ("resolution_cm1", "n_frames") if k in summary}
+    names = {"ir_md": "ir_md.csv", "ir_json": "ir_md.json", "ir_png": "ir_md.png"}
+    return frames[-1], results, {k: rel(files, out / v) for k, v in names.items()}
+
+
+def _ir_results(summary: dict, atoms: Atoms) -> dict[str, Any]:
+    """Row values of an IR summary: the strongest peak (cm⁻¹), carboxylate band positions (cm⁻¹; only
+    for a model with C and O), the whole summary."""
+    peaks = summary.get("peaks") or []
+    results: dict[str, Any] = {"n_peaks": len(peaks), "summary": {k: v for k, v in summary.items() if k != "files"}}
+    if peaks:
+        results["ir_strongest_cm1"] = max(peaks, key=lambda p: p["height"])["position_cm1"]
+    if {"C", "O"} <= set(atoms.get_chemical_symbols()):
+        for band, v in (summary.get("bands") or {}).items():
+            value = v.get("position_cm1") if isinstance(v, dict) else v
+            if isinstance(value, (int, float)):
+                results[f"ir_{band.removesuffix('_cm1')}_cm1"] = value
+    return results
+
+
+def _gap(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:
+    """HOMO, LUMO, gap (eV) per frame of the parent MD step (:func:`qdlab.workflows.gap.gap_trajectory`,
+    its chunks in turn, checkpointed in ``gap.ckpt``) → ``gap.csv``."""
+    from qdlab.analysis.trajectory import read_frames
+    from qdlab.workflows.gap import GapSettings, gap_trajectory, save_gap_trace
+
+    traj = _parent_file(parent, files, "trajectory")
+    trace = gap_trajectory(traj, GapSettings(**task["settings"]), checkpoint=out / "gap.ckpt")
+    save_gap_trace(trace, out / "gap.csv")
+    g = trace.gap_eV
+    results = {"n_frames": len(g), "mean_gap_eV": float(np.mean(g)), "std_gap_meV": float(np.std(g) * 1e3),
+               "min_gap_eV": float(np.min(g)), "max_gap_eV": float(np.max(g))}
+    return read_frames(traj)[-1], results, {"gap": rel(files, out / "gap.csv"),
+                                            "checkpoint": rel(files, out / "gap.ckpt")}
+
+
+def _linewidth(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms | None, dict, dict]:
+    """Huang–Rhys factors, reorganisation energy and Γ (meV) of the parent gap step's trace
+    (:func:`qdlab.analysis.exciton_phonon.linewidth`)."""
+    from qdlab.analysis.exciton_phonon import linewidth, plot_linewidth
+    from qdlab.store.files import write_text
+    from qdlab.workflows.gap import import_gap_trace
+
+    s = task["settings"]
+    res = linewidth(import_gap_trace(_parent_file(parent, files, "gap")), s["T_K"], s.get("bands_meV"),
+                    s["resolution_meV"], s["skip_fs"], s["max_lag_fs"])
+    summary = res.summary()
+    write_text(out / "linewidth.json", json.dumps(summary, indent=2) + "\n")
+    plot_linewidth(res, out / "linewidth.png")
+    results = {k: v for k, v in summary.items() if k != "huang_rhys_bands"} | summary["huang_rhys_bands"]
+    return None, results, {"linewidth": rel(files, out / "linewidth.json"),
+                           "linewidth_png": rel(files, out / "linewidth.png")}
+
+
+WORKFLOWS = {"relax": _relax, "peaks": _peaks, "md": _md, "rmsf": _rmsf, "rdf": _rdf, "thermal": _thermal,
+             "binding": _binding, "ir": _ir, "ir_md": _ir_md, "gap": _gap, "linewidth": _linewidth}
 
 
 def _one_line(exc: BaseException) -> str:
