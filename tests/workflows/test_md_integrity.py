@@ -141,20 +141,38 @@ def test_damaged_checkpoint_is_one_line(cluster, calc, tmp_path, damage):
     assert run_md(cluster, calc, trajectory=out, restart=False, **(KW | {"steps": 40, "interval": 20})).n_frames == 3
 
 
+_WAITER = """import pathlib, sys, time
+from qdlab.cli.main import app
+ready, lock = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+ready.write_text("imported")
+t0 = time.time()
+while not lock.exists() and time.time() - t0 < 120:
+    time.sleep(0.002)
+sys.argv = ["qdlab", *sys.argv[3:]]
+app()
+"""
+
+
 def test_second_writer_refused_and_result_equals_single_run(cluster, calc, tmp_path):
-    ref = run_md(cluster, calc, trajectory=tmp_path / "ref.extxyz", **KW)
+    """The second `qdlab md` is started (imports done) before the first and fires the moment the first
+    holds the lock, so it always meets a live writer however loaded the machine is."""
+    run_md(cluster, calc, trajectory=tmp_path / "ref.extxyz", **KW)
     write(tmp_path / "in.extxyz", cluster)
     out = tmp_path / "conc.extxyz"
-    cmd = [sys.executable, "-m", "qdlab", "md", str(tmp_path / "in.extxyz"), *ARGS, "-o", str(out)]
-    first = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = ["md", str(tmp_path / "in.extxyz"), *ARGS, "-o", str(out)]
+    ready = tmp_path / "second.ready"
+    second = subprocess.Popen([sys.executable, "-c", _WAITER, str(ready), str(lock_path(out)), *args], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
-    while not lock_path(out).exists() and time.time() - t0 < 60:
+    while not ready.exists() and time.time() - t0 < 120:
         time.sleep(0.01)
-    second = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
-    assert first.wait(120) == 0, first.stderr.read()
-    assert second.returncode == 2
-    lines = second.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"pid {first.pid}" in lines[0] and "being written" in lines[0], second.stderr
+    first = subprocess.Popen([sys.executable, "-m", "qdlab", *args], env=_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    _, second_err = second.communicate(timeout=180)
+    assert first.wait(180) == 0, first.stderr.read()
+    assert second.returncode == 2, second_err
+    lines = second_err.strip().splitlines()
+    assert len(lines) == 1 and f"pid {first.pid}" in lines[0] and "being written" in lines[0], second_err
     _same(read(out, ":"), read(tmp_path / "ref.extxyz", ":"))
 
 

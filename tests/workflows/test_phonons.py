@@ -298,7 +298,7 @@ def test_cli_phonons(tmp_path):
     s = json.loads(res.stdout)
     assert s["n_modes"] == 3 * 63 - 6 and s["n_imaginary"] == 0
     res = runner.invoke(app, ["phonons", str(nc), "-e", "classical", "--delta", "-1", "--out", str(tmp_path / "x")])
-    assert res.exit_code == 2 and "delta: Input should be greater than 0" in res.stderr  # PhononSettings' bound
+    assert res.exit_code == 2 and "--delta δ must be > 0" in res.stderr  # named in one line before any work
     # compare two finished runs: one plot and the peak table
     res = runner.invoke(app, ["phonons", str(nc), "-e", "classical", "--fmax", "0.05", "--out", str(tmp_path / "ph2"),
                               "--json"])
