@@ -53,8 +53,11 @@ def _prepare(out: Path, size: int, engine: str, fmax: float, log: Callable[[str]
     relaxed = read(relaxed_path)
     if not (ph_dir / "summary.json").exists():
         method = "analytic" if hasattr(calc, "get_hessian") else "fd"
+        from qdlab.engines.spec import EngineSpec
+
         log(f"Γ phonons ({method})")
-        result = phonons(relaxed, calc, method=method, checkpoint=ph_dir / "hessian.ckpt", engine_name=engine)
+        result = phonons(relaxed, calc, method=method, checkpoint=ph_dir / "hessian.ckpt",
+                         engine_spec=EngineSpec(name=engine))
         write_phonon_outputs(relaxed, result, ph_dir)
     return relaxed, calc, ph_dir
 
