@@ -67,6 +67,56 @@ def _clear(out: str) -> None:
         Path(out).unlink()
 
 
+
+def _resume(out_s: str, keys: list[str], engine: str, retry_failed: bool) -> dict[int, Atoms]:
+    """Frames already in ``out_s`` by input index, after checking they belong to this input and engine
+    (``retry_failed``: failed records are deleted so that they are computed again)."""
+    repair_xyz(out_s)
+    previous = read_frames(out_s)
+    done: dict[int, Atoms] = {}
+    n = len(keys)
+    for a in previous:
+        idx = a.info.get("label_index")
+        if idx is None or not (0 <= int(idx) < n) or a.info.get("frame_key") != keys[int(idx)]:
+            raise QdlabError(f"{out_s} holds frames of another input; choose a new output or pass restart=False "
+                             "(--overwrite)")
+        if a.info.get("engine") != engine:
+            raise QdlabError(f"{out_s} was labelled with engine {a.info.get('engine')!r}, not {engine!r}; "
+                             "choose a new output or pass restart=False (--overwrite)")
+        done[int(idx)] = a
+    if retry_failed and any(a.info.get("status") == "failed" for a in previous):
+        delete_frames(out_s, [a.info.get("status") != "failed" for a in previous])
+        done = {i: a for i, a in done.items() if a.info.get("status") != "failed"}
+    return done
+
+
+def _label_one(frame: Atoms, calc: Calculator, dipole: bool, **info) -> tuple[Atoms, str | None]:
+    """One labelled record (energy eV, forces eV/Å, dipole e·Å) or a failed one with its error line."""
+    work = frame.copy()
+    work.calc = calc
+    t1 = time.perf_counter()
+    mu = None
+    try:
+        energy = float(work.get_potential_energy())
+        forces = np.array(work.get_forces(), float)
+        mu = np.array(work.get_dipole_moment(), float) if dipole else None
+        if not (math.isfinite(energy) and np.isfinite(forces).all()) or (mu is not None and
+                                                                       not np.isfinite(mu).all()):
+            raise QdlabError("non-finite energy or forces")
+        error = None
+    except Exception as exc:  # recorded, not dropped; KeyboardInterrupt/SystemExit still stop the run
+        error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
+    record = frame.copy()
+    record.calc = None
+    record.info.update(label_seconds=time.perf_counter() - t1, **info)
+    if error is None:
+        set_labels(record, energy, forces)
+        if mu is not None:
+            record.info["dipole_eA"] = [float(v) for v in mu]
+    else:
+        record.info.update(status="failed", error=error)
+    return record, error
+
 def label(frames: Sequence[Atoms], calc: Calculator, out: str | os.PathLike, *, engine: str = "engine",
           settings: dict | None = None, restart: bool = True, retry_failed: bool = False,
           progress: Callable[[int, int], None] | None = None, dipole: bool | None = None) -> LabelResult:
@@ -95,22 +145,7 @@ def label(frames: Sequence[Atoms], calc: Calculator, out: str | os.PathLike, *, 
     elif "://" not in out_s:
         Path(out_s).parent.mkdir(parents=True, exist_ok=True)
     exists = "://" in out_s or Path(out_s).exists()
-    done: dict[int, Atoms] = {}
-    if exists:
-        repair_xyz(out_s)
-        previous = read_frames(out_s)
-        for a in previous:
-            idx = a.info.get("label_index")
-            if idx is None or not (0 <= int(idx) < n) or a.info.get("frame_key") != keys[int(idx)]:
-                raise QdlabError(f"{out_s} holds frames of another input; choose a new output or pass restart=False "
-                                 "(--overwrite)")
-            if a.info.get("engine") != engine:
-                raise QdlabError(f"{out_s} was labelled with engine {a.info.get('engine')!r}, not {engine!r}; "
-                                 "choose a new output or pass restart=False (--overwrite)")
-            done[int(idx)] = a
-        if retry_failed and any(a.info.get("status") == "failed" for a in previous):
-            delete_frames(out_s, [a.info.get("status") != "failed" for a in previous])
-            done = {i: a for i, a in done.items() if a.info.get("status") != "failed"}
+    done = _resume(out_s, keys, engine, retry_failed) if exists else {}
     n_resumed = len(done)
     failed = {i: str(a.info.get("error", "")) for i, a in done.items() if a.info.get("status") == "failed"}
     n_ok = n_resumed - len(failed)
@@ -120,31 +155,11 @@ def label(frames: Sequence[Atoms], calc: Calculator, out: str | os.PathLike, *, 
     for i in range(n):
         if i in done:
             continue
-        work = frames[i].copy()
-        work.calc = calc
-        t1 = time.perf_counter()
-        try:
-            energy = float(work.get_potential_energy())
-            forces = np.array(work.get_forces(), float)
-            mu = np.array(work.get_dipole_moment(), float) if dipole else None
-            if not (math.isfinite(energy) and np.isfinite(forces).all()) or (mu is not None and
-                                                                           not np.isfinite(mu).all()):
-                raise QdlabError("non-finite energy or forces")
-            error = None
-        except Exception as exc:  # recorded, not dropped; KeyboardInterrupt/SystemExit still stop the run
-            error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
-        seconds = time.perf_counter() - t1
-        record = frames[i].copy()
-        record.calc = None
-        record.info.update(label_index=i, frame_key=keys[i], engine=engine, label_seconds=seconds,
-                           settings=json.dumps(settings, sort_keys=True, default=str))
+        record, error = _label_one(frames[i], calc, dipole, label_index=i, frame_key=keys[i], engine=engine,
+                                   settings=json.dumps(settings, sort_keys=True, default=str))
         if error is None:
-            set_labels(record, energy, forces)
-            if mu is not None:
-                record.info["dipole_eA"] = [float(v) for v in mu]
             n_ok += 1
         else:
-            record.info.update(status="failed", error=error)
             failed[i] = error
         append_frame(out_s, record)
         done[i] = record
