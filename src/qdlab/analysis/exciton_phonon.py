@@ -20,6 +20,7 @@ import numpy as np
 from ase.units import _e, _hbar, _hplanck, _k
 
 from qdlab.errors import QdlabError
+from qdlab.store.files import save_figure
 
 HBAR_EV_FS = _hbar / _e * 1e15          # ħ in eV·fs (0.6582)
 H_EV_FS = _hplanck / _e * 1e15          # h in eV·fs
@@ -261,9 +262,7 @@ def plot_linewidth(res: LinewidthResult, path: str | Path, max_energy_meV: float
     ax[1, 1].bar(c, d, width=c[1] - c[0], alpha=0.6)
     ax[1, 1].set(xlabel="E_g (eV)", ylabel="density",
                  title=f"FWHM {res.fwhm_hist_eV*1e3:.1f} meV; Γ_harm({res.T_K:.0f} K) {res.gamma_harmonic_eV*1e3:.1f} meV")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path, dpi=130)
 
 
 def plot_gamma_T(res: LinewidthResult, path: str | Path, T_max: float = 400.0) -> None:
@@ -276,6 +275,4 @@ def plot_gamma_T(res: LinewidthResult, path: str | Path, T_max: float = 400.0) -
     ax.plot([res.T_K], [res.gamma_dephasing_eV * 1e3], "o", label="D(t) fit")
     ax.set(xlabel="T (K)", ylabel="Γ (meV)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path, dpi=130)

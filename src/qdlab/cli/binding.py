@@ -29,14 +29,13 @@ def _bar(label: str, disable: bool) -> Progress:
 
 
 def _host(structure: Path | None, slab: str | None, host_ligands: list[str] | None, seed: int):
-    from ase.io import read
-
+    from qdlab.cli.inputs import load_structure
     from qdlab.errors import QdlabError
 
     if (structure is None) == (slab is None):
         raise QdlabError("give a host structure file or --slab SIZE (e.g. --slab 2x2x3 --host-ligand MA:1.0)")
     if structure is not None:
-        return read(structure)
+        return load_structure(structure, what="binding host")
     from qdlab.build import SlabRecipe, build
 
     return build(SlabRecipe(size=slab, ligands=host_ligands or [], seed=seed))
@@ -102,8 +101,7 @@ def committee_cmd(structures: list[Path] = typer.Argument(..., help="Relaxed str
                   as_json: bool = JSON_OPT) -> None:
     """Phonon frequencies and M1/M2/M3 centres ± the spread of a model committee at fixed geometries,
     and each system's peak shifts against the first, flagged when within the model uncertainty."""
-    from ase.io import read
-
+    from qdlab.cli.inputs import load_structure
     from qdlab.errors import QdlabError
     from qdlab.report.uncertainty_plots import plot_committee_peaks
     from qdlab.workflows.committee import committee_phonons, parse_engine
@@ -111,7 +109,7 @@ def committee_cmd(structures: list[Path] = typer.Argument(..., help="Relaxed str
     names = [p.stem for p in structures]
     if len(set(names)) != len(names):
         raise QdlabError("structure file names (stems) must differ: they name the systems")
-    systems = {n: read(p) for n, p in zip(names, structures)}
+    systems = {n: load_structure(p, what="committee input", min_atoms=2) for n, p in zip(names, structures)}
     members = [parse_engine(m).model_copy(update={"device": device}) for m in member]
     with _bar("committee Hessians", as_json) as bar:
         task = bar.add_task("h", total=None)

@@ -48,7 +48,7 @@ def bands_cmd(cell: str = typer.Argument(..., help="Periodic cell file (POSCAR, 
     with ``--method pseudopotential`` the gap and effective masses of the seed 003 plane-wave Hamiltonian."""
     from qdlab.electronic.tb.bulk import bulk_bands, plot_bands
     from qdlab.electronic.tb.params import default_params_for, load_params
-    from qdlab.store.files import atomic_path, write_text
+    from qdlab.store.files import write_text
 
     if method == "pseudopotential":
         from qdlab.cli.excitons import pp_bands
@@ -60,9 +60,9 @@ def bands_cmd(cell: str = typer.Argument(..., help="Periodic cell file (POSCAR, 
         raise QdlabError(f"unknown band method {method!r} (available: tight-binding, pseudopotential)")
     atoms = None
     if cell != "reference":
-        from ase.io import read
+        from qdlab.cli.inputs import load_structure
 
-        atoms = read(cell)
+        atoms = load_structure(Path(cell), what="bulk cell")
         if not np.all(atoms.pbc):
             raise QdlabError(f"{cell}: bands need a 3D-periodic cell (pbc True); for a cluster use `electronic gap`")
     p = load_params(params) if params else (load_params("CsPbBr3-kashikar") if atoms is None
@@ -73,8 +73,7 @@ def bands_cmd(cell: str = typer.Argument(..., help="Periodic cell file (POSCAR, 
     cols = np.column_stack([b.x, b.energies_eV])
     header = "k_path_1_per_A," + ",".join(f"band{i}_eV" for i in range(b.energies_eV.shape[1]))
     write_text(out / "bands.csv", header + "\n" + "\n".join(",".join(f"{v:.8g}" for v in r) for r in cols) + "\n")
-    with atomic_path(out / "bands.png") as tmp:
-        plot_bands(b, tmp)
+    plot_bands(b, out / "bands.png")  # written atomically
     summary = b.summary() | {"files": [str(out / f) for f in ("bands.csv", "bands.json", "bands.png")]}
     write_text(out / "bands.json", json.dumps(summary, indent=2) + "\n")
     if as_json:
@@ -132,10 +131,8 @@ def gap_cmd(structure: Path = typer.Argument(..., help="Structure (one frame) or
         path = output or structure.with_name(structure.stem + "_gap.json")
         if plot:
             from qdlab.electronic.plots import plot_band_edge_density
-            from qdlab.store.files import atomic_path
 
-            with atomic_path(plot) as tmp:
-                plot_band_edge_density(atoms, st, tmp, title=f"{structure.name}: gap {st.gap_eV:.3f} eV")
+            plot_band_edge_density(atoms, st, plot, title=f"{structure.name}: gap {st.gap_eV:.3f} eV")
         write_text(path, json.dumps(summary, indent=2, default=float) + "\n")
         if as_json:
             emit_json(summary | {"output": str(path)})
@@ -275,7 +272,7 @@ def linewidth_cmd(trace: Path = typer.Argument(..., help="Gap trace: CSV with ti
                   as_json: bool = JSON_OPT) -> None:
     """Huang–Rhys S(ω), band-integrated S, Λ, Γ(T), dephasing D(t) → t₂*, Γ and the gap-histogram FWHM."""
     from qdlab.analysis.exciton_phonon import linewidth, plot_gamma_T, plot_linewidth
-    from qdlab.store.files import atomic_path, write_text
+    from qdlab.store.files import write_text
     from qdlab.workflows.gap import import_gap_trace
 
     res = linewidth(import_gap_trace(trace, dt_fs), temperature, _bands_opt(band), resolution, skip_fs)
@@ -286,10 +283,8 @@ def linewidth_cmd(trace: Path = typer.Argument(..., help="Gap trace: CSV with ti
                                            zip(res.t_fs, res.C_eV2, res.g, res.D)) + "\n"
     write_text(out / "huang_rhys.csv", s_csv)
     write_text(out / "dephasing.csv", d_csv)
-    with atomic_path(out / "linewidth.png") as tmp:
-        plot_linewidth(res, tmp)
-    with atomic_path(out / "gamma_T.png") as tmp:
-        plot_gamma_T(res, tmp)
+    plot_linewidth(res, out / "linewidth.png")  # written atomically
+    plot_gamma_T(res, out / "gamma_T.png")
     files = [str(out / f) for f in ("linewidth.json", "huang_rhys.csv", "dephasing.csv", "linewidth.png", "gamma_T.png")]
     summary = summary | {"files": files}
     write_text(out / "linewidth.json", json.dumps(summary, indent=2) + "\n")

@@ -14,15 +14,8 @@ import typer
 from rich.table import Table
 
 from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
+from qdlab.cli.inputs import load_structure
 from qdlab.errors import QdlabError
-
-
-def _read(structure: Path):
-    from ase.io import read
-
-    if not structure.exists():
-        raise QdlabError(f"structure file not found: {structure}")
-    return read(structure)
 
 
 def pp_bands(cell: str, *, phase: str | None = None, ecut: float = 6.0, kpoint: str | None = None,
@@ -38,7 +31,7 @@ def pp_bands(cell: str, *, phase: str | None = None, ecut: float = 6.0, kpoint: 
         atoms, k0 = builtin[cell][0](), builtin[cell][1]
         phase = phase or cell
     else:
-        atoms, k0 = _read(Path(cell)), (0.0, 0.0, 0.0)
+        atoms, k0 = load_structure(Path(cell), what="bulk cell"), (0.0, 0.0, 0.0)
         if not atoms.pbc.all():
             raise QdlabError(f"{cell} is not periodic in three directions")
     if phase not in ("cubic", "orthorhombic"):
@@ -85,7 +78,7 @@ def states_cmd(structure: Path = typer.Argument(..., help="finite structure (xyz
     """Spinor states near the gap of a nanocrystal on a real-space grid (checkpointed, reused)."""
     from qdlab.electronic.pseudopotential.engine import nanocrystal_states
 
-    atoms = _read(structure)
+    atoms = load_structure(structure)
     s = _settings(spacing, vacuum, n_below, n_above, ref, max_memory, phase, device)
     with console.status("states near the gap (folded-spectrum LOBPCG)…"):
         gs = nanocrystal_states(atoms, s, checkpoint=output)
@@ -113,7 +106,7 @@ def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (x
     from qdlab.report.exciton_plots import plot_excitons
     from qdlab.workflows.excitons import ExcitonSettings, ExcitonUnit, evaluate_exciton_unit, rescreen
 
-    atoms = _read(structure)
+    atoms = load_structure(structure)
     st = _settings(spacing, vacuum, n_holes, n_electrons, ref, max_memory, phase, device)
     settings = ExcitonSettings(states=st, n_electrons=n_electrons, n_holes=n_holes, eps=eps or EPS_CSPBI3)
     name = structure.stem

@@ -6,6 +6,7 @@ import numpy as np
 from ase import Atoms
 
 from qdlab.electronic.states import BandEdgeStates
+from qdlab.store.files import save_figure
 
 
 def plot_band_edge_density(atoms: Atoms, states: BandEdgeStates, path, title: str | None = None) -> None:
@@ -26,6 +27,4 @@ def plot_band_edge_density(atoms: Atoms, states: BandEdgeStates, path, title: st
         ax.set_xlabel("x (Å)")
     axes[0].set_ylabel("y (Å)")
     fig.suptitle(title or f"band-edge density (projected on xy), gap {states.gap_eV:.3f} eV", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path, dpi=130)

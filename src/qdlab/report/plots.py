@@ -24,12 +24,9 @@ VIEWS = {"front": "0x,0y,0z", "tilted": "-25x,35y,0z"}
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 150) -> Path:
     """Tight layout, write the PNG atomically (no partial file on failure) and close the figure."""
-    fig.tight_layout()
-    final = Path(path)
-    with atomic_path(final) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
-    return final
+    from qdlab.store.files import save_figure as _save
+
+    return _save(fig, Path(path), dpi)
 
 def render_structure(atoms: Atoms, path: str | os.PathLike[str], title: str | None = None,
                      views: dict[str, str] | None = None, dpi: int = 150) -> Path:

@@ -39,6 +39,22 @@ def current_umask() -> int:
     return mask
 
 
+def save_figure(fig, path: str | os.PathLike[str], dpi: int = 150, *, tight: bool = True) -> Path:
+    """Write a matplotlib figure atomically (the suffix sets the format; no partial file on failure)
+    and close it. The one figure writer of every layer (analysis, electronic, report)."""
+    import matplotlib.pyplot as plt
+
+    if tight:
+        fig.tight_layout()
+    final = Path(path)
+    try:
+        with atomic_path(final) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=final.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
+    return final
+
+
 def write_atoms(path: str | os.PathLike[str], atoms: Atoms | list[Atoms], format: str | None = None) -> Path:
     """Write one structure or a list of frames atomically (format from the extension by default)."""
     final = Path(path)

@@ -77,11 +77,12 @@ class BindingPlan:
 
 
 def _box(atoms: Atoms) -> Atoms:
+    """A free ligand or ion as a cluster in the project's one vacuum box (``BOX_VACUUM`` Å per side)."""
+    from qdlab.build.box import vacuum_box
+
     a = atoms.copy()
     a.pbc = False
-    a.cell = np.zeros((3, 3))
-    a.center(vacuum=BOX_VACUUM)
-    return a
+    return vacuum_box(a, BOX_VACUUM)
 
 
 def _pool(host: Atoms, kind: str):

@@ -27,14 +27,16 @@ from ase import Atoms
 from pydantic import BaseModel, ConfigDict, Field
 
 from qdlab.analysis.uncertainty import CommitteeValue, Shift, committee_arrays, committee_shift, peak_committee
+from qdlab.engines.spec import EngineSpec
 from qdlab.errors import QdlabError
-from qdlab.store.files import write_text
+from qdlab.store.files import atomic_path, write_text
 
 Progress = Callable[[int, int], None] | None
 
 
 class EngineChoice(BaseModel):
-    """One engine (keyword arguments of :func:`qdlab.engines.get_calculator`)."""
+    """One committee member: the fields of :class:`qdlab.engines.spec.EngineSpec` (which builds its
+    calculator) plus a display ``label``."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = "chgnet"
@@ -53,11 +55,12 @@ class EngineChoice(BaseModel):
                                                                    if self.checkpoint else "")
         return t + ("+D3" if self.d3 else "")
 
-    def calculator(self):
-        from qdlab.engines import get_calculator
+    def engine_spec(self) -> EngineSpec:
+        """The member as the project's one engine-settings object (what builds the calculator)."""
+        return EngineSpec(**self.model_dump(exclude={"label"}))
 
-        return get_calculator(self.name, model=self.model, checkpoint=self.checkpoint, device=self.device,
-                              d3=self.d3, **self.options)
+    def calculator(self):
+        return self.engine_spec().calculator()
 
     def spec(self) -> dict:
         """The engine as a plain dict (for worker processes and provenance)."""
@@ -177,10 +180,8 @@ def evaluate_phonon_unit(atoms: Atoms, member: EngineChoice, title: str, system:
         ph = phonons(atoms, calc, delta, method=use, batch_size=batch_size, progress=progress,
                      checkpoint=_unit_path(folder, system, title, "ckpt") if use == "fd" else None,
                      engine_name=title)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, frequencies_cm1=ph.frequencies_cm1, modes=ph.modes, n_imaginary=ph.n_imaginary, key=key)
-    os.replace(tmp, cache)
+    with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, frequencies_cm1=ph.frequencies_cm1, modes=ph.modes, n_imaginary=ph.n_imaginary, key=key)
     return ph.frequencies_cm1, ph.modes, ph.n_imaginary
 
 

@@ -141,8 +141,9 @@ class GapCheckpoint:
             if not ok:
                 raise QdlabError(f"checkpoint {self.path} belongs to another trajectory/settings; delete it to start over")
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({"key": key}) + "\n")
+            from qdlab.store.files import write_text
+
+            write_text(self.path, json.dumps({"key": key}) + "\n")  # atomic: a kill never leaves a torn header
 
     def load(self) -> dict[int, dict]:
         out = {}

@@ -14,6 +14,7 @@ from ase import units
 
 from qdlab.electronic.tb.hamiltonian import hamiltonian, prepare
 from qdlab.electronic.tb.params import TBParams
+from qdlab.store.files import save_figure
 
 HBAR2_OVER_ME = units._hbar**2 / units._me / units._e * 1e20  # ħ²/m_e in eV·Å² (7.62)
 POINTS = {"G": (0.0, 0.0, 0.0), "X": (0.5, 0.0, 0.0), "M": (0.5, 0.5, 0.0), "R": (0.5, 0.5, 0.5)}
@@ -114,6 +115,4 @@ def plot_bands(bands: BulkBands, path, window_eV: float = 4.0) -> None:
     ax.set_xlim(bands.x[0], bands.x[-1])
     ax.set_ylabel("E − E_mid (eV)")
     ax.set_title(f"{bands.params}: E_g(R) = {bands.gap_R_eV:.3f} eV", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    save_figure(fig, path, dpi=150)
