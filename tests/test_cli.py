@@ -109,14 +109,18 @@ def test_help_everywhere():
 
 
 def test_demo_small_end_to_end(tmp_path):
-    """The demo's whole path as a campaign on 1×1×1 models (the real demo uses 3×3×3; see `make
-    demo`): structure, store rows, DOS comparison, reports; a rerun resumes without recomputing."""
+    """The demo's whole path as a campaign on 1×1×1 models (the real demo uses 2×2×2; see `make
+    demo`): structure, store rows, DOS comparison, ligand shifts, reports; a rerun resumes without
+    recomputing."""
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--size", "1", "--workers", "1", "--fmax", "0.02", "--json"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)
-    assert set(rep["phonons"]) == {"bare 1x1x1", "BzO/MA 1x1x1"} and not rep["skipped"]
+    assert set(rep["phonons"]) == {"bare 1x1x1", "BzO/MA 1x1x1 (25 %)"}
+    assert list(rep["skipped"]) == ["BzO/MA 3x3x3 (50 %)"]
+    bare, capped = rep["phonons"]["bare 1x1x1"]["peaks_cm1"], rep["phonons"]["BzO/MA 1x1x1 (25 %)"]["peaks_cm1"]
+    assert rep["shifts_cm1"]["BzO/MA 1x1x1 (25 %)"] == {m: round(capped[m] - bare[m], 2) for m in capped if m in bare}
     assert rep["campaign"]["n_done"] == 6 and rep["campaign"]["n_failed"] == 0
     for name, ph in rep["phonons"].items():
         assert ph["n_modes"] == 3 * ph["n_atoms"] - 6, name
@@ -124,7 +128,7 @@ def test_demo_small_end_to_end(tmp_path):
     for f in ("nc_1x1x1_MA-BzO.extxyz", "nc_1x1x1_MA-BzO.png", "report.md", "report.json", "report.html",
               "dos_comparison.png", "demo.db"):
         assert (out / f).exists(), f
-    assert "| bare 1x1x1 | " in (out / "report.md").read_text()
+    assert "| bare 1x1x1 | " in (out / "report.md").read_text() and "ΔM1" in (out / "report.md").read_text()
     assert "Demo: DOS comparison" in (out / "report.html").read_text()
     from qdlab.store.results import DONE, ResultStore
 
@@ -138,15 +142,16 @@ def test_demo_small_end_to_end(tmp_path):
 
 
 def test_demo_leaves_capped_3x3x3_out_on_cpu(tmp_path):
-    """Without --full on CPU the capped n×n×n is not in the campaign; the report gives the estimate."""
+    """Without --full on CPU the demo is the bare/capped pair of one size; seed 000's capped 3×3×3
+    (50 %) is left out with the cost model's estimate, and --full adds the 3×3×3 pair."""
     from qdlab.campaign.demo import _skipped_estimate, demo_spec
 
-    spec = demo_spec(tmp_path, size=3)
-    labels = {(g.model_extra["size"][0], tuple(g.ligands[0])) for g in spec.grid}
-    assert labels == {("3", ()), ("1", ("MA", "BzO"))}
-    skipped = _skipped_estimate(spec, 3, workers=2)
-    assert list(skipped) == ["BzO/MA 3x3x3"]
-    calls = re.search(r"skipped on CPU: (\d+) force calls", skipped["BzO/MA 3x3x3"])
+    spec = demo_spec(tmp_path)
+    labels = {(g.model_extra["size"][0], tuple(g.ligands[0]), tuple(g.coverage or ())) for g in spec.grid}
+    assert labels == {("2", (), ()), ("2", ("MA", "BzO"), (0.25,))}
+    skipped = _skipped_estimate(spec, workers=2)
+    assert list(skipped) == ["BzO/MA 3x3x3 (50 %)"]
+    calls = re.search(r"skipped on CPU: (\d+) force calls", skipped["BzO/MA 3x3x3 (50 %)"])
     assert calls and int(calls.group(1)) > 6 * 701  # the Hessian's 6N plus the relaxation's estimate
-    full = demo_spec(tmp_path, size=3, full=True)
-    assert ["1", "3"] in [g.model_extra["size"] for g in full.grid] and _skipped_estimate(full, 3, 2) == {}
+    full = demo_spec(tmp_path, full=True)
+    assert [["2"], ["2"], ["3"], ["3"]] == [g.model_extra["size"] for g in full.grid] and _skipped_estimate(full, 2) == {}

@@ -151,9 +151,10 @@ def test_slurm_job_script_matches_spec(tmp_path):
 def test_demo_campaign_spec(tmp_path):
     from qdlab.campaign.demo import demo_spec
 
-    tasks = expand(demo_spec(tmp_path, size=3))
-    systems = {(t.labels["passivation"], t.labels["size"]) for t in tasks}
-    assert systems == {("bare", "3x3x3"), ("BzO/MA", "1x1x1")}  # capped 3×3×3 only with full=True / CUDA
+    tasks = expand(demo_spec(tmp_path))
+    systems = {(t.labels["passivation"], t.labels["size"], t.labels["coverage"]) for t in tasks}
+    assert systems == {("bare", "2x2x2", ""), ("BzO/MA", "2x2x2", "0.25")}  # one size, bare vs capped
     assert [t.step for t in tasks[:3]] == ["relax", "phonons", "peaks"]
-    full = {(t.labels["passivation"], t.labels["size"]) for t in expand(demo_spec(tmp_path, size=3, full=True))}
-    assert ("BzO/MA", "3x3x3") in full and len(full) == 3
+    full = {(t.labels["passivation"], t.labels["size"], t.labels["coverage"])
+            for t in expand(demo_spec(tmp_path, full=True))}
+    assert full == systems | {("bare", "3x3x3", ""), ("BzO/MA", "3x3x3", "0.5")}  # seed 000's pair

@@ -17,8 +17,8 @@ LJ = {**SEED003_LJ, "C": (1.2, 0.004), "H": (0.6, 0.002), "O": (1.3, 0.006)}  # 
 LJ2 = {**LJ, "I": (4.1, 0.05), "O": (1.4, 0.008)}  # a second "model"
 
 
-def classical(lj=LJ, **extra):
-    return {"name": "classical", "options": {"lj": lj, **extra}, "label": extra.pop("label", None)}
+def classical(lj=LJ, label=None, **options):
+    return {"name": "classical", "options": {"lj": lj, **options}, "display": label}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_single_points_equal_hand_computation(host, tmp_path):
 
 
 def test_relaxed_energies_are_those_of_the_saved_structures(host, tmp_path):
-    s = BindingSettings(ligands=["OAc"], engine=classical(), relax=True, fmax=0.05, steps=60)
+    s = BindingSettings(ligands=["OAc"], engine=classical(), relax=True, relaxation={"fmax": 0.05, "steps": 60})
     res = binding_energies(host, s, tmp_path)
     calc = LJCoulomb(lj=LJ)
     u = {n: read(tmp_path / "units" / f"{n}.extxyz") for n in ("complex_OAc", "vacancy_X", "ligand_OAc")}

@@ -16,7 +16,7 @@ REGION = {"P": (1.0, 400.0, 10.0)}  # one wide region: the highest DOS maximum o
 
 
 def member(lj=None, label=None):
-    return EngineChoice(name="classical", options={"lj": lj} if lj else {}, label=label)
+    return EngineChoice(name="classical", options={"lj": lj} if lj else {}, display=label)
 
 
 @pytest.fixture(scope="module")

@@ -302,8 +302,7 @@ def _binding(task: dict, parent: dict | None, files: str, out: Path) -> tuple[At
     from qdlab.workflows.committee import EngineChoice
 
     host = input_structure(task, parent, files)
-    eng = {k: v for k, v in task["engine"].items() if k in EngineChoice.model_fields}
-    res = binding_energies(host, BindingSettings(**task["settings"], engine=EngineChoice(**eng)), out)
+    res = binding_energies(host, BindingSettings(**task["settings"], engine=EngineChoice(**task["engine"])), out)
     plot_binding(res, out / "binding.png")
     order = res.ordering()
     results: dict[str, Any] = res.flat() | {"all_converged": all(res.converged.values()),

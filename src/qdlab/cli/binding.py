@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
-from qdlab.cli.engines import CKPT_OPT, D3_OPT, DEVICE_OPT, ENGINE_OPT, MODEL_OPT
+from qdlab.cli.engines import CKPT_OPT, D3_OPT, DEVICE_OPT, ENGINE_OPT, MODEL_OPT, RATTLE_OPT
 
 COMMITTEE_OPT = typer.Option(None, "--committee", "-c",
                              help="Extra model(s) for single points / Hessians at the same geometry: "
@@ -51,21 +51,24 @@ def binding_cmd(structure: Path = typer.Argument(None, help="Host model built by
                 device: str = DEVICE_OPT, d3: bool = D3_OPT, committee: list[str] = COMMITTEE_OPT,
                 relax_first: bool = typer.Option(True, "--relax/--no-relax", help="Relax every structure first."),
                 fmax: float = typer.Option(0.05, "--fmax", help="Relaxation threshold, eV/Å."),
-                steps: int = typer.Option(300, "--steps"),
+                steps: int = typer.Option(300, "--steps", help="Maximum optimizer steps per structure."),
+                rattle: float = RATTLE_OPT,
                 fix: str = typer.Option(None, "--fix", help="Label selection kept fixed, e.g. 'depth>=3'."),
                 site: int = typer.Option(None, "--site", help="Atom index of the native ion to replace."),
-                seed: int = typer.Option(0, "--seed"),
+                seed: int = typer.Option(0, "--seed", help="Seed of ligand placement and of the rattle."),
                 as_json: bool = JSON_OPT) -> None:
     """Ligand binding energies on a slab or NC: E(host−ion+L) − E(host−ion) − E(L), and the exchange
     energy against the native ion (Br⁻ for anions, Cs⁺ for cations), ± the committee spread."""
     from qdlab.report.uncertainty_plots import plot_binding
     from qdlab.workflows.binding import BindingSettings, binding_energies
     from qdlab.workflows.committee import EngineChoice, parse_engine
+    from qdlab.workflows.relax import RelaxSettings
 
     settings = BindingSettings(
         ligands=ligand, engine=EngineChoice(name=engine, model=model, checkpoint=checkpoint, d3=d3, device=device),
         committee=[parse_engine(c).model_copy(update={"device": device}) for c in committee or []],
-        relax=relax_first, fmax=fmax, steps=steps, fix=fix, site=site, seed=seed)
+        relax=relax_first, relaxation=RelaxSettings(fmax=fmax, steps=steps, rattle_A=rattle, fix=fix), site=site,
+        seed=seed)
     host = _host(structure, slab, host_ligand, seed)
     with _bar("binding", as_json) as bar:
         task = bar.add_task("binding", total=None)

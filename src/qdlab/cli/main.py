@@ -129,13 +129,16 @@ def info(structure: Path, as_json: bool = JSON_OPT,
 @app.command("demo")
 @guarded
 def demo(out: Path = typer.Option(Path("demo_out"), "--output", "-o", help="Output folder."),
-         full: bool = typer.Option(False, "--full", help="Also the capped model's phonons on CPU (≈95 core-min)."),
+         full: bool = typer.Option(False, "--full", help="Also seed 000's 3×3×3 pair, 50 % MA + BzO, on CPU "
+                                                         "(capped: 701 atoms, ≈95 core-min)."),
          workers: int = typer.Option(2, "--workers", help="Local Dask workers (one process, one thread each)."),
          device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
-         size: int = typer.Option(3, "--size", help="Cube edge in unit cells (3 as in seed 000)."),
+         size: int = typer.Option(2, "--size", help="Cube edge of the bare/capped pair, unit cells."),
+         coverage: float = typer.Option(0.25, "--coverage", help="Fraction of surface sites per ligand (MA, BzO)."),
          fmax: float = typer.Option(0.005, "--fmax", help="Relaxation threshold before the Hessian, eV/Å."),
          as_json: bool = JSON_OPT) -> None:
-    """The main job: build a capped CsPbBr3 NC, relax, Γ-phonon DOS with CHGNet, M1/M2/M3, report."""
+    """The main job: bare vs MA/BzO-capped CsPbBr3 NC of one size: relax, Γ-phonon DOS with CHGNet,
+    M1/M2/M3 and the ligand shifts, report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from qdlab.campaign.demo import run_demo
@@ -144,7 +147,7 @@ def demo(out: Path = typer.Option(Path("demo_out"), "--output", "-o", help="Outp
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("demo", total=None)
         result = run_demo(out, log=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True),
-                          full=full, workers=workers, device=device, size=size, fmax=fmax,
+                          full=full, workers=workers, device=device, size=size, coverage=coverage, fmax=fmax,
                           progress=lambda d, t, s: bar.update(task, completed=d, total=t))
     if as_json:
         emit_json(result)

@@ -37,6 +37,7 @@ from ase.io import read
 from pydantic import BaseModel, ConfigDict, Field
 
 from qdlab.analysis.uncertainty import CommitteeValue, committee_value, ordering
+from qdlab.workflows.relax import RelaxSettings
 from qdlab.errors import QdlabError
 from qdlab.store.files import write_atoms, write_text
 from qdlab.store.results import content_hash
@@ -55,11 +56,9 @@ class BindingSettings(BaseModel):
     committee: list[EngineChoice] = Field(default_factory=list,
                                           description="extra single-point engines at the relaxed geometries")
     site: int | None = Field(None, description="atom index of the native ion to replace (default: chosen)")
-    relax: bool = True
-    fmax: float = Field(0.05, gt=0, description="eV/Å")
-    steps: int = Field(300, ge=0)
-    optimizer: str = "lbfgs"
-    fix: str | None = Field(None, description="label selection kept fixed, e.g. 'depth>=3'")
+    relax: bool = Field(True, description="relax every structure first (False: single points)")
+    relaxation: RelaxSettings = Field(default_factory=lambda: RelaxSettings(fmax=0.05, steps=300),
+                                      description="the relax workflow's settings (rattle seed: ``seed``)")
     seed: int = 0
     min_distance: float = Field(1.8, gt=0, description="closest allowed ligand contact when placing, Å")
 
@@ -171,8 +170,16 @@ def plan_binding(host: Atoms, settings: BindingSettings) -> BindingPlan:
 
 def _unit_key(atoms: Atoms, settings: BindingSettings) -> str:
     return content_hash({"numbers": atoms.numbers.tolist(), "pos": np.round(atoms.positions, 8).tolist(),
-                         "engine": settings.engine.spec(), "relax": settings.relax, "fmax": settings.fmax,
-                         "steps": settings.steps, "optimizer": settings.optimizer, "fix": settings.fix})
+                         "engine": settings.engine.force_label(), "relax": settings.relax,
+                         "relaxation": _relax_settings(atoms, settings).model_dump() if settings.relax else None})
+
+
+def _relax_settings(atoms: Atoms, settings: BindingSettings) -> RelaxSettings:
+    """The relax settings of one structure: the rattle seeded by ``settings.seed`` unless given; a
+    ``fix`` selection only where the structure carries depth labels (free ligands and ions do not)."""
+    r = settings.relaxation
+    return r.model_copy(update={"seed": settings.seed if r.seed is None else r.seed,
+                                "fix": r.fix if r.fix and "depth" in atoms.arrays else None})
 
 
 def evaluate_structure(name: str, atoms: Atoms, settings: BindingSettings, folder: str | os.PathLike,
@@ -180,7 +187,7 @@ def evaluate_structure(name: str, atoms: Atoms, settings: BindingSettings, folde
     """Relax (or single-point) one structure with the primary engine; saved as
     ``folder/<name>.extxyz`` (``info``: energy_eV, fmax_eV_A, converged, key) and reused when the
     same structure and settings come again; an interrupted relaxation resumes from its trajectory."""
-    from qdlab.workflows.relax import relax
+    from qdlab.workflows.relax import run_relax
 
     folder = Path(folder)
     out = folder / f"{name}.extxyz"
@@ -191,9 +198,7 @@ def evaluate_structure(name: str, atoms: Atoms, settings: BindingSettings, folde
             return done
     calc = calc or settings.engine.calculator()
     if settings.relax and len(atoms) > 1:
-        fix = settings.fix if settings.fix and "depth" in atoms.arrays else None
-        res = relax(atoms, calc, optimizer=settings.optimizer, fmax=settings.fmax, steps=settings.steps,
-                    fix=fix, trajectory=folder / f"{name}.traj")
+        res = run_relax(atoms, calc, _relax_settings(atoms, settings), trajectory=folder / f"{name}.traj")
         final, energy, fm, conv = res.atoms, res.energy_eV, res.fmax_eV_A, res.converged
         final.constraints = []
     else:

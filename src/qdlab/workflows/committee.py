@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from qdlab.analysis.uncertainty import CommitteeValue, Shift, committee_arrays, committee_shift, peak_committee
 from qdlab.engines.spec import EngineSpec
@@ -34,38 +34,20 @@ from qdlab.store.files import atomic_path, write_text
 Progress = Callable[[int, int], None] | None
 
 
-class EngineChoice(BaseModel):
-    """One committee member: the fields of :class:`qdlab.engines.spec.EngineSpec` (which builds its
-    calculator) plus a display ``label``."""
+class EngineChoice(EngineSpec):
+    """One committee member: the project's one engine-settings object
+    (:class:`qdlab.engines.spec.EngineSpec`, which builds its calculator and names its identity)
+    plus ``display``, the name shown in tables (default: the text :func:`parse_engine` reads back)."""
 
-    model_config = ConfigDict(extra="forbid")
-    name: str = "chgnet"
-    model: str | None = None
-    checkpoint: str | None = None
-    d3: bool = False
-    device: str = "cpu"
-    options: dict = Field(default_factory=dict, description="extra engine options (e.g. classical 'lj')")
-    label: str | None = Field(None, description="name shown in tables (default: name[:model])")
+    display: str | None = Field(None, description="name shown in tables (default: the engine's label)")
 
     @property
     def title(self) -> str:
-        if self.label:
-            return self.label
-        t = self.name + (f":{self.model}" if self.model else "") + (f"@{Path(self.checkpoint).name}"
-                                                                   if self.checkpoint else "")
-        return t + ("+D3" if self.d3 else "")
-
-    def engine_spec(self) -> EngineSpec:
-        """The member as the project's one engine-settings object (what builds the calculator)."""
-        return EngineSpec(**self.model_dump(exclude={"label"}))
-
-    def calculator(self):
-        return self.engine_spec().calculator()
-
-    def spec(self) -> dict:
-        """The engine as a plain dict (for worker processes and provenance)."""
-        return {"name": self.name, "model": self.model, "checkpoint": self.checkpoint, "d3": self.d3,
-                "device": self.device, **self.options}
+        """``display``, or the member written as :func:`parse_engine` reads it (``name[:model][@file][+D3]``)."""
+        if self.display:
+            return self.display
+        ckpt = f"@{Path(self.checkpoint).name}" if self.checkpoint else ""
+        return f"{self.name}{':' + self.model if self.model else ''}{ckpt}{'+D3' if self.d3 else ''}"
 
 
 def parse_engine(text: str | dict | EngineChoice) -> EngineChoice:
@@ -166,7 +148,7 @@ def evaluate_phonon_unit(atoms: Atoms, member: EngineChoice, title: str, system:
     from qdlab.workflows.phonons import checkpoint_key
 
     cache = _unit_path(folder, system, title, "npz")
-    key = checkpoint_key(atoms, delta, f"{member.spec()}|{method}")
+    key = checkpoint_key(atoms, delta, f"{member.force_label()}|{method}")
     if cache.exists():
         with np.load(cache) as z:
             if "key" in z.files and str(z["key"]) == key:
