@@ -55,6 +55,7 @@ from qdlab.campaign.step_base import _Model, _Step
 from qdlab.campaign.steps_extra import EXTRA_NEEDS, EXTRA_PRODUCES, EXTRA_USES_ENGINE, ExtraStep
 from qdlab.errors import QdlabError
 from qdlab.store.results import content_hash
+from qdlab.workflows.md_analysis import RDFSettings, RMSFSettings
 from qdlab.workflows.phonons import PhononSettings
 from qdlab.workflows.relax import RelaxSettings
 
@@ -132,23 +133,16 @@ def _md_step() -> type[_Step]:
 MDStep = _md_step()
 
 
-class RMSFStep(_Step):
-    """RMSF per atom/element/layer of an MD step (Å), after discarding ``skip_ps`` ps."""
+class RMSFStep(_Step, RMSFSettings):
+    """RMSF per atom/element/layer of an MD step (:class:`qdlab.workflows.md_analysis.RMSFSettings`)."""
 
     workflow: Literal["rmsf"] = "rmsf"
-    skip_ps: float = Field(0.0, ge=0)
-    align: bool = True
-    bin_width_A: float = Field(0.01, gt=0)
 
 
-class RDFStep(_Step):
-    """Radial distribution functions of an MD step for element pairs (``"Pb-Br"``), r in Å."""
+class RDFStep(_Step, RDFSettings):
+    """Radial distribution functions of an MD step (:class:`qdlab.workflows.md_analysis.RDFSettings`)."""
 
     workflow: Literal["rdf"] = "rdf"
-    pairs: list[str] = Field(default_factory=lambda: ["Pb-X"])
-    r_max_A: float = Field(8.0, gt=0)
-    dr_A: float = Field(0.02, gt=0)
-    skip_ps: float = Field(0.0, ge=0)
 
 
 Step = Annotated[RelaxStep | PhononStep | PeaksStep | MDStep | RMSFStep | RDFStep | ExtraStep,

@@ -231,12 +231,11 @@ def _md(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, 
 
 
 def _rmsf(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:
-    from qdlab.analysis.rmsf import rmsf
     from qdlab.analysis.trajectory import read_frames
+    from qdlab.workflows.md_analysis import RMSFSettings, run_rmsf
 
-    s = task["settings"]
     frames = read_frames(_parent_file(parent, files, "trajectory"))
-    r = rmsf(frames, align=s["align"], skip_ps=s["skip_ps"] or None, bin_width=s["bin_width_A"])
+    r = run_rmsf(frames, RMSFSettings(**task["settings"]))
     r.save(out)
     results: dict[str, Any] = {"n_frames": r.n_frames}
     for el, st in r.by_element.items():
@@ -247,32 +246,18 @@ def _rmsf(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms
 
 
 def _rdf(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:
-    from qdlab.analysis.rdf import rdf
-    from qdlab.analysis.trajectory import load_trajectory, read_frames
+    from qdlab.analysis.trajectory import read_frames
+    from qdlab.workflows.md_analysis import RDFSettings, run_rdf
 
-    s = task["settings"]
     frames = read_frames(_parent_file(parent, files, "trajectory"))
-    traj = load_trajectory(frames, skip_ps=s["skip_ps"] or None)
     arrays: dict[str, np.ndarray] = {}
     results: dict[str, Any] = {}
-    for pair in s["pairs"]:
-        spec = _resolve_sites(pair, task["recipe"])
-        g = rdf(traj, spec, r_max=s["r_max_A"], dr=s["dr_A"])
-        tag = spec.replace("-", "_")
+    for g in run_rdf(frames, RDFSettings(**task["settings"])):
+        tag = g.pair.replace("-", "_")
         arrays[f"{tag}_r_A"], arrays[f"{tag}_g"] = g.r_A, g.g
         results[f"rdf_{tag}_peak_A"] = g.first_peak()
     np.savez_compressed(out / "rdf.npz", **arrays)
     return frames[-1], results, {"rdf": rel(files, out / "rdf.npz")}
-
-
-def _resolve_sites(pair: str, recipe: dict) -> str:
-    """``"Pb-X"`` → ``"Pb-Br"`` for a CsPbBr3 recipe (A, B, X stand for the composition's sites)."""
-    if recipe.get("kind", "perovskite") != "perovskite":
-        return pair
-    from qdlab.build.model import parse_perovskite
-
-    c = parse_perovskite(recipe.get("composition", "CsPbBr3"))
-    return "-".join({"A": c.A, "B": c.B, "X": c.X}.get(p, p) for p in pair.split("-"))
 
 
 def _thermal(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:

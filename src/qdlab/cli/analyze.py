@@ -17,6 +17,7 @@ from rich.table import Table
 
 from qdlab.cli.common import JSON_OPT, AliasGroup, console, emit_json, guarded
 from qdlab.errors import QdlabError
+from qdlab.workflows.md_analysis import FrameWindow, RDFSettings, RMSFSettings, run_rdf, run_rmsf
 
 analyze_app = typer.Typer(help="Trajectory analyses: RDF, ADF, RMSF, vibrational DOS, carboxylate binding geometry.",
                           no_args_is_help=True, cls=AliasGroup)
@@ -29,12 +30,19 @@ STRIDE_OPT = typer.Option(1, "--stride", help="Keep every K-th frame after the s
 LABELS_OPT = typer.Option(None, "--labels", help="Model file (extended XYZ) with the per-atom labels, for .traj input.")
 
 
-def _load(traj: Path, skip: float | None, skip_frames: int, stride: int, labels: Path | None, as_json: bool):
-    from qdlab.analysis.trajectory import load_trajectory
-
+def _load(traj: Path, window: FrameWindow, labels: Path | None, as_json: bool):
+    """The frames of ``traj`` chosen by ``window`` (the workflows' one frame selection)."""
     with console.status(f"reading {traj}", spinner="dots") if not as_json else _Null():
-        t = load_trajectory(traj, skip=skip_frames, skip_ps=skip, stride=stride, labels=labels)
-    return t
+        return window.load(traj, labels)
+
+
+def _window(skip: float | None, skip_frames: int, stride: int) -> FrameWindow:
+    return FrameWindow(skip_ps=skip or 0.0, skip_frames=skip_frames, stride=stride)
+
+
+def _default(model, name: str):
+    f = model.model_fields[name]
+    return f.default_factory() if f.default_factory else f.default
 
 
 class _Null:
@@ -83,14 +91,14 @@ def _frames_info(t) -> dict:
 @analyze_app.command("rdf")
 @guarded
 def rdf_cmd(traj: Path = TRAJ_ARG,
-            pair: list[str] = typer.Option(["Pb-Br"], "--pair", help="Element pair A-B (repeatable), e.g. Pb-Br, Pb-O."),
-            r_max: float = typer.Option(10.0, "--rmax", help="Largest distance, Å."),
-            dr: float = typer.Option(0.02, "--dr", help="Bin width, Å."),
+            pair: list[str] = typer.Option(_default(RDFSettings, "pairs"), "--pair",
+                                           help="Element pair A-B (repeatable), e.g. Pb-Br, Pb-O; A/B/X name perovskite sites."),
+            r_max: float = typer.Option(_default(RDFSettings, "r_max_A"), "--rmax", help="Largest distance, Å."),
+            dr: float = typer.Option(_default(RDFSettings, "dr_A"), "--dr", help="Bin width, Å."),
             volume: str = typer.Option("hull", "--volume", help="Ideal-gas volume: hull | sphere | a number in Å³."),
             skip: float = SKIP_OPT, skip_frames: int = SKIP_FRAMES_OPT, stride: int = STRIDE_OPT,
             labels: Path = LABELS_OPT, out: Path = OUT_OPT, as_json: bool = JSON_OPT) -> None:
     """Radial distribution g_AB(r) and coordination number n_AB(r) of a finite cluster."""
-    from qdlab.analysis.rdf import rdf
     from qdlab.report.md_plots import plot_rdf
 
     vol: str | float = volume
@@ -99,8 +107,10 @@ def rdf_cmd(traj: Path = TRAJ_ARG,
             vol = float(volume)
         except ValueError:
             raise QdlabError(f"--volume must be hull, sphere or a number in Å³, not {volume!r}") from None
-    t = _load(traj, skip, skip_frames, stride, labels, as_json)
-    results = [rdf(t, p, r_max=r_max, dr=dr, volume=vol) for p in pair]
+    settings = RDFSettings(pairs=pair, r_max_A=r_max, dr_A=dr, volume=vol, skip_ps=skip or 0.0,
+                           skip_frames=skip_frames, stride=stride)
+    t = _load(traj, settings, labels, as_json)
+    results = run_rdf(t, settings)
     cols = {"r_A": results[0].r_A}
     for r in results:
         cols[f"g_{r.pair}"] = r.g
@@ -136,7 +146,7 @@ def adf_cmd(traj: Path = TRAJ_ARG,
         raise QdlabError(f"--cutoff {cutoff!r} must be one or two distances in Å, e.g. 3.6 or 3.6,3.8") from None
     if len(cuts) not in (1, 2):
         raise QdlabError(f"--cutoff {cutoff!r} must be one or two distances in Å")
-    t = _load(traj, skip, skip_frames, stride, labels, as_json)
+    t = _load(traj, _window(skip, skip_frames, stride), labels, as_json)
     results = [adf(t, x, cutoffs=cuts if len(cuts) == 2 else cuts[0], dtheta=dtheta) for x in triplet]
     cols = {"theta_deg": results[0].theta_deg} | {f"p_{r.triplet}": r.density for r in results}
     summary = _frames_info(t) | {"triplets": {r.triplet: {"mean_deg": r.mean_deg(), "angles_per_frame": r.angles_per_frame,
@@ -148,17 +158,19 @@ def adf_cmd(traj: Path = TRAJ_ARG,
 @analyze_app.command("rmsf")
 @guarded
 def rmsf_cmd(traj: Path = TRAJ_ARG,
-             reference: str = typer.Option("mean", "--reference", help="Alignment reference: mean (iterated) | first."),
+             reference: str = typer.Option(_default(RMSFSettings, "reference"), "--reference",
+                                           help="Alignment reference: mean (iterated) | first."),
              mass_weighted: bool = typer.Option(False, "--mass-weighted/--geometric", help="Mass-weighted Kabsch fit."),
              fit: str = typer.Option(None, "--fit", help="Fit on this selection only (e.g. core, element=Pb)."),
              skip: float = SKIP_OPT, skip_frames: int = SKIP_FRAMES_OPT, stride: int = STRIDE_OPT,
              labels: Path = LABELS_OPT, out: Path = OUT_OPT, as_json: bool = JSON_OPT) -> None:
     """RMSF per atom after Kabsch alignment, summarised per element and depth layer."""
-    from qdlab.analysis.rmsf import rmsf
     from qdlab.report.md_plots import plot_rmsf
 
-    t = _load(traj, skip, skip_frames, stride, labels, as_json)
-    res = rmsf(t, mass_weighted=mass_weighted, reference=reference, fit_selection=fit)
+    settings = RMSFSettings(reference=reference, mass_weighted=mass_weighted, fit=fit, skip_ps=skip or 0.0,
+                            skip_frames=skip_frames, stride=stride)
+    t = _load(traj, settings, labels, as_json)
+    res = run_rmsf(t, settings)
     summary = _frames_info(t) | res.to_dict()
     summary |= {"files": [str(out / f"rmsf.{x}") for x in ("csv", "json", "png")]}
     res.save(out, summary)
@@ -188,7 +200,7 @@ def vdos_cmd(traj: Path = TRAJ_ARG,
 
     if by not in ("element", "none"):
         raise QdlabError(f"--by must be element or none, not {by!r}")
-    t = _load(traj, skip, skip_frames, stride, labels, as_json)
+    t = _load(traj, _window(skip, skip_frames, stride), labels, as_json)
     res = vdos(t, temperature_K=temperature, dt_fs=dt, source=source, window=window, pad=pad, sigma_cm1=sigma,
                selections="element" if by == "element" else None)
     cols = {"wavenumber_cm1": res.frequencies_cm1, "total": res.total, "classical_total": res.classical_total}
@@ -217,7 +229,7 @@ def coordination_cmd(traj: Path = TRAJ_ARG,
     from qdlab.analysis.coordination import CLASS_NAMES, binding_geometry
     from qdlab.report.md_plots import plot_binding_geometry
 
-    t = _load(traj, skip, skip_frames, stride, labels, as_json)
+    t = _load(traj, _window(skip, skip_frames, stride), labels, as_json)
     res = binding_geometry(t, metal=metal, threshold_A=threshold, seed=seed)
     f, g = res.r1_A.shape
     cols = {"frame": np.repeat(t.frame_indices if t.frame_indices is not None else np.arange(f), g),
