@@ -32,3 +32,13 @@ def test_example_spec_plans(spec, tmp_path):
                 "md_rmsf": {"relax", "md", "rmsf", "rdf"},
                 "thermal_binding": {"relax", "phonons", "thermal", "binding"}}.get(spec.stem)
     assert expected is None or steps == expected
+
+
+def test_demo_example_is_the_demo(tmp_path):
+    """examples/demo.toml is the campaign `qdlab demo` runs: the same task keys (recipes, settings,
+    engine), whatever the store path."""
+    from qdlab.campaign.demo import demo_spec
+    from qdlab.campaign.spec import expand, load_spec
+
+    example = load_spec(shutil.copy(EXAMPLES / "demo.toml", tmp_path / "demo.toml"))
+    assert [t.key for t in expand(example)] == [t.key for t in expand(demo_spec(tmp_path / "out"))]
