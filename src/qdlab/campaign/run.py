@@ -223,7 +223,7 @@ def run_campaign(spec: CampaignSpec, *, workers: int | None = None, scheduler: s
 def _run_campaign(spec: CampaignSpec, *, workers: int | None, scheduler: str | None, cluster: str | None,
                   progress: Progress | None, log: Callable[[str], None] | None,
                   prepared: list[Task] | None) -> CampaignResult:
-    from qdlab.campaign.cluster import open_client
+    from qdlab.campaign.cluster import close_client, open_client
 
     t0 = time.perf_counter()
     tasks = prepared if prepared is not None else validate_campaign(spec, scheduler=scheduler)
@@ -240,6 +240,7 @@ def _run_campaign(spec: CampaignSpec, *, workers: int | None, scheduler: str | N
     parents_done = {t.parent for t in todo if t.parent and t.parent not in todo_keys}
     resumed = {k: row_summary(store.get(k, with_atoms=False)) for k in parents_done}
     client, cl = open_client(spec.execution, workers=workers, scheduler=scheduler, cluster=cluster)
+    interrupted = False
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or (workers or spec.execution.workers))
         result.workers = n_workers
@@ -248,10 +249,11 @@ def _run_campaign(spec: CampaignSpec, *, workers: int | None, scheduler: str | N
                 f"store {redact(spec.store)}")
         units, owner = _submit(client, spec, todo, resumed, str(store.files), n_workers)
         _collect(units, owner, store, result, progress, log)
+    except KeyboardInterrupt:  # Ctrl-C: workers killed at once, no Dask tracebacks (rows stay as recorded)
+        interrupted = True
+        raise
     finally:
-        client.close()
-        if cl is not None:
-            cl.close()
+        close_client(client, cl, interrupted=interrupted)
     result.seconds = time.perf_counter() - t0
     return result
 

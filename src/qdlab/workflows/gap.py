@@ -213,10 +213,11 @@ def gap_trajectory(path: str | os.PathLike, settings: GapSettings | None = None,
 
 def _run_chunks(plan: GapPlan, todo, settings: GapSettings, model, workers: int, record) -> None:
     if workers > 1 and len(todo) > 1 and model is None:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+        from qdlab.workflows.pool import worker_pool
+
+        with worker_pool(workers, _init_worker) as pool:  # Ctrl-C: workers killed at once, one line
             futs = [pool.submit(evaluate_chunk, plan.path, c, settings) for c in todo]
             for fut in as_completed(futs):
                 record(fut.result())
