@@ -1,6 +1,6 @@
 """Plan, run and inspect campaigns: tasks on a Dask cluster, results in the store, resumable.
 
-:func:`plan_campaign` expands the spec (building every recipe once, which validates it), checks
+:func:`plan_campaign` expands the spec (recipes checked and counted without building them), checks
 the store and estimates the cost. :func:`run_campaign` submits every task that has no finished row
 yet — parents before children, a large phonon step split into displacement chunks that run on
 any worker — and waits; every task records its own row as it ends, so killing the client loses
@@ -66,7 +66,7 @@ class Plan:
         for t in self.tasks:
             c = self.costs[t.key]
             out.append({"key": t.key[:12], "step": t.step, **t.labels, "n_atoms": t.n_atoms,
-                        "force_calls": c.force_calls, "s_per_call": c.seconds_per_call, "seconds": c.seconds,
+                        "n_atoms_exact": t.n_atoms_exact, "force_calls": c.force_calls, "s_per_call": c.seconds_per_call, "seconds": c.seconds,
                         "status": self.status.get(t.key, "pending")})
         return out
 
@@ -89,8 +89,11 @@ def open_store(spec: CampaignSpec) -> ResultStore:
 
 def plan_campaign(spec: CampaignSpec, *, measure: bool = False, require_store: bool = False,
                   log: Callable[[str], None] | None = None) -> Plan:
-    """Expand and cost a campaign; the store's status of each task if the store is reachable."""
-    tasks = expand(spec)
+    """Expand and cost a campaign; the store's status of each task if the store is reachable.
+
+    Models are not built to plan them (:func:`qdlab.campaign.spec.count_recipe`): atom counts are
+    predicted (bare models, PbS) or, for large ligand shells, estimated (``n_atoms_exact`` False)."""
+    tasks = expand(spec, build=False)
     costs = estimate(tasks, measure=measure, log=log)
     status: dict[str, str] = {}
     err = None
@@ -260,7 +263,7 @@ def _run_campaign(spec: CampaignSpec, *, workers: int | None, scheduler: str | N
 
 def campaign_status(spec: CampaignSpec) -> list[dict]:
     """Each task of ``spec`` with its stored status (done / failed with the error / pending)."""
-    tasks = expand(spec)
+    tasks = expand(spec, build=False)
     store = open_store(spec)
     keys = {t.key for t in tasks}
     rows = {}

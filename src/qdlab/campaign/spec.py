@@ -370,6 +370,7 @@ class Task:
     parent_workflow: str | None
     n_atoms: int
     labels: dict = field(default_factory=dict)
+    n_atoms_exact: bool = True  # False: estimated at plan time (a ligand shell not built, see expand)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -396,23 +397,53 @@ def recipe_labels(recipe: dict) -> dict:
             "coverage": ",".join(covs), "seed": int(recipe.get("seed", 0))}
 
 
-def build_recipe(recipe: dict):
-    """Build the model of a recipe dict (validated by the builder's pydantic models)."""
-    from qdlab.build import PbSRecipe, PerovskiteRecipe, build
+def recipe_model(recipe: dict):
+    """The builder's pydantic model of a recipe dict (validated)."""
+    from qdlab.build import PbSRecipe, PerovskiteRecipe
 
     r = dict(recipe)
     kind = r.get("kind", "perovskite")
     model = {"perovskite": PerovskiteRecipe, "pbs": PbSRecipe}.get(kind)
     if model is None:
         raise QdlabError(f"unknown recipe kind {kind!r} (perovskite or pbs)")
-    return build(model.model_validate(r))
+    return model.model_validate(r)
 
 
-def expand(spec: CampaignSpec, *, check_engines: bool = True) -> list[Task]:
+def build_recipe(recipe: dict):
+    """Build the model of a recipe dict (validated by the builder's pydantic models)."""
+    from qdlab.build import build
+
+    return build(recipe_model(recipe))
+
+
+#: planning builds a model whose atom count cannot be predicted only up to this many atoms
+#: (estimated); larger ones are estimated (:func:`qdlab.build.count.estimated_atoms`, ±3 % measured)
+PLAN_BUILD_LIMIT = 1500
+
+
+def count_recipe(recipe: dict, build: bool = True) -> tuple[int, bool]:
+    """(atoms, exact) of a recipe's model. ``build=False`` (planning): checked and counted without
+    building (exact for bare models and PbS, :mod:`qdlab.build.count`); a ligand-capped perovskite is
+    built only when small, otherwise estimated. ``build=True``: built (validates everything)."""
+    if build:
+        return len(build_recipe(recipe)), True
+    from qdlab.build.count import check_recipe, estimated_atoms
+
+    model = recipe_model(recipe)
+    check_recipe(model)
+    n, exact = estimated_atoms(model)
+    if not exact and n <= PLAN_BUILD_LIMIT:
+        return len(build_recipe(recipe)), True
+    return n, exact
+
+
+def expand(spec: CampaignSpec, *, check_engines: bool = True, build: bool = True) -> list[Task]:
     """Every task of a campaign in dependency order (parents first).
 
     Each recipe is built once here, which validates it (unknown ligand, impossible coverage, a
     composition without a lattice constant ...) and gives the atom count for the cost estimate.
+    ``build=False`` (plan, status): recipes are checked and counted without building where the
+    count can be predicted or estimated (:func:`count_recipe`); the tasks and keys are the same.
     Every problem is collected and raised as one :class:`QdlabError` before any work starts.
     """
     from qdlab.engines.registry import ENGINES, resolve_engine
@@ -446,7 +477,7 @@ def expand(spec: CampaignSpec, *, check_engines: bool = True) -> list[Task]:
                 continue
             seen.add(h)
             try:
-                atoms = build_recipe(r)
+                n_atoms, exact = count_recipe(r, build)
             except ValidationError as exc:
                 err = exc.errors()[0]
                 problems.append(f"grid {gi}, recipe {_short(r)}: {'.'.join(map(str, err['loc']))}: {err['msg']}")
@@ -454,12 +485,12 @@ def expand(spec: CampaignSpec, *, check_engines: bool = True) -> list[Task]:
             except (QdlabError, ValueError) as exc:
                 problems.append(f"grid {gi}, recipe {_short(r)}: {' '.join(str(exc).split())}")
                 continue
-            recipes.append((r, len(atoms)))
+            recipes.append((r, n_atoms, exact))
     if problems:
         raise QdlabError("campaign spec refused: " + "; ".join(dict.fromkeys(problems)))
 
     tasks: list[Task] = []
-    for (recipe, n_atoms), eng in itertools.product(recipes, engines):
+    for (recipe, n_atoms, exact), eng in itertools.product(recipes, engines):
         rkey = content_hash({"recipe": recipe, "schema": TASK_SCHEMA})
         keys: dict[str, tuple[str, str]] = {}
         for name, after, step in spec.chain():
@@ -478,7 +509,7 @@ def expand(spec: CampaignSpec, *, check_engines: bool = True) -> list[Task]:
             tasks.append(Task(key=key, campaign=spec.name, step=name, workflow=step.workflow, recipe=recipe,
                               recipe_key=rkey, engine=eng.model_dump(), settings=settings, parent=parent_key,
                               parent_workflow=parent_wf, n_atoms=n_atoms,
-                              labels=recipe_labels(recipe) | {"engine": eng.name}))
+                              labels=recipe_labels(recipe) | {"engine": eng.name}, n_atoms_exact=exact))
     # one recipe built twice by different grids gives the same keys: keep the first
     unique: dict[str, Task] = {}
     for t in tasks:
