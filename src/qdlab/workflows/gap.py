@@ -140,10 +140,21 @@ class GapCheckpoint:
                 ok = False
             if not ok:
                 raise QdlabError(f"checkpoint {self.path} belongs to another trajectory/settings; delete it to start over")
+            self._cut_torn_tail()
         else:
             from qdlab.store.files import write_text
 
             write_text(self.path, json.dumps({"key": key}) + "\n")  # atomic: a kill never leaves a torn header
+
+    def _cut_torn_tail(self) -> None:
+        """Drop a last line a kill cut short (no newline): appending after it would glue the next
+        record onto the fragment and lose both."""
+        with open(self.path, "rb+") as fh:
+            data = fh.read()
+            if data and not data.endswith(b"\n"):
+                fh.truncate(data.rfind(b"\n") + 1)
+                fh.flush()
+                os.fsync(fh.fileno())
 
     def load(self) -> dict[int, dict]:
         out = {}
