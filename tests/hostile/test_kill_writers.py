@@ -133,3 +133,22 @@ def test_binding_units_survive_sigkill(tmp_path):
     b = json.loads((tmp_path / "out" / "binding.json").read_text())
     assert a["energies_eV"] == b["energies_eV"] and a["binding_eV"] == b["binding_eV"]
     assert not leftovers(tmp_path / "out"), leftovers(tmp_path / "out")
+
+
+def test_damaged_born_checkpoint_is_one_line_and_damaged_committee_cache_is_recomputed(tmp_path):
+    from kill_targets import SlowPointCharges, _model
+
+    from qdlab.analysis.ir_harmonic import born_charges
+    from qdlab.errors import QdlabError
+    from qdlab.workflows.committee import EngineChoice, evaluate_phonon_unit
+
+    ck = tmp_path / "born.npz"
+    ck.write_bytes(b"PK\x03\x04" + os.urandom(40))
+    with pytest.raises(QdlabError, match="damaged; remove it"):
+        born_charges(_model(), SlowPointCharges(), checkpoint=ck)
+    a, member = _model(), EngineChoice(name="classical")
+    f0, _, _ = evaluate_phonon_unit(a, member, "classical", "nc", tmp_path)
+    cache = tmp_path / "nc__classical.npz"
+    cache.write_bytes(cache.read_bytes()[:100])  # damaged by something other than a kill
+    f1, _, _ = evaluate_phonon_unit(a, member, "classical", "nc", tmp_path)
+    np.testing.assert_allclose(f1, f0, atol=1e-10)
