@@ -91,7 +91,7 @@ def plan_campaign(spec: CampaignSpec, *, measure: bool = False, require_store: b
                   log: Callable[[str], None] | None = None) -> Plan:
     """Expand and cost a campaign; the store's status of each task if the store is reachable.
 
-    Models are not built to plan them (:func:`qdlab.campaign.spec.count_recipe`): atom counts are
+    Models are not built to plan them (:func:`qdlab.campaign.cost.count_recipe`): atom counts are
     predicted (bare models, PbS) or, for large ligand shells, estimated (``n_atoms_exact`` False)."""
     tasks = expand(spec, build=False)
     costs = estimate(tasks, measure=measure, log=log)

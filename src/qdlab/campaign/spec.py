@@ -401,12 +401,10 @@ def recipe_model(recipe: dict):
     """The builder's pydantic model of a recipe dict (validated)."""
     from qdlab.build import PbSRecipe, PerovskiteRecipe
 
-    r = dict(recipe)
-    kind = r.get("kind", "perovskite")
-    model = {"perovskite": PerovskiteRecipe, "pbs": PbSRecipe}.get(kind)
-    if model is None:
+    kind = recipe.get("kind", "perovskite")
+    if kind not in ("perovskite", "pbs"):
         raise QdlabError(f"unknown recipe kind {kind!r} (perovskite or pbs)")
-    return model.model_validate(r)
+    return {"perovskite": PerovskiteRecipe, "pbs": PbSRecipe}[kind].model_validate(dict(recipe))
 
 
 def build_recipe(recipe: dict):
@@ -416,36 +414,14 @@ def build_recipe(recipe: dict):
     return build(recipe_model(recipe))
 
 
-#: planning builds a model whose atom count cannot be predicted only up to this many atoms
-#: (estimated); larger ones are estimated (:func:`qdlab.build.count.estimated_atoms`, ±3 % measured)
-PLAN_BUILD_LIMIT = 1500
-
-
-def count_recipe(recipe: dict, build: bool = True) -> tuple[int, bool]:
-    """(atoms, exact) of a recipe's model. ``build=False`` (planning): checked and counted without
-    building (exact for bare models and PbS, :mod:`qdlab.build.count`); a ligand-capped perovskite is
-    built only when small, otherwise estimated. ``build=True``: built (validates everything)."""
-    if build:
-        return len(build_recipe(recipe)), True
-    from qdlab.build.count import check_recipe, estimated_atoms
-
-    model = recipe_model(recipe)
-    check_recipe(model)
-    n, exact = estimated_atoms(model)
-    if not exact and n <= PLAN_BUILD_LIMIT:
-        return len(build_recipe(recipe)), True
-    return n, exact
-
-
 def expand(spec: CampaignSpec, *, check_engines: bool = True, build: bool = True) -> list[Task]:
     """Every task of a campaign in dependency order (parents first).
 
-    Each recipe is built once here, which validates it (unknown ligand, impossible coverage, a
-    composition without a lattice constant ...) and gives the atom count for the cost estimate.
-    ``build=False`` (plan, status): recipes are checked and counted without building where the
-    count can be predicted or estimated (:func:`count_recipe`); the tasks and keys are the same.
+    Each recipe is built once here (validates it, counts its atoms); ``build=False`` (plan, status):
+    checked and counted without building (:func:`qdlab.campaign.cost.count_recipe`), same tasks.
     Every problem is collected and raised as one :class:`QdlabError` before any work starts.
     """
+    from qdlab.campaign.cost import count_recipe
     from qdlab.engines.registry import ENGINES, resolve_engine
 
     problems: list[str] = []
