@@ -97,10 +97,14 @@ def born_charges(atoms: Atoms, source, delta_A: float = 0.01, *, checkpoint: str
     path = Path(checkpoint)
     d = np.full((6 * n, 3), np.nan)
     if path.exists():
-        z = np.load(path)
-        if str(z["key"]) != key:
+        try:
+            with np.load(path) as z:
+                stored_key, stored = str(z["key"]), z["dipoles"]
+        except Exception:  # not an npz, truncated by something other than our atomic rewrite, wrong keys
+            raise QdlabError(f"Born-charge checkpoint {path} is damaged; remove it to start the charges over") from None
+        if stored_key != key or stored.shape != d.shape:
             raise QdlabError(f"{path} is a Born-charge checkpoint of another structure or source; remove it")
-        d = z["dipoles"]
+        d = stored
     for i in range(n):
         if np.isfinite(d[6 * i:6 * i + 6]).all():
             continue

@@ -179,8 +179,8 @@ def expected_atoms(recipe) -> int:
     from qdlab.build.perovskite import parse_size
 
     nx, ny, nz = parse_size(recipe.size)
-    if kind == "slab":
-        return 5 * nx * ny * nz + 4 * nx * ny
+    if kind == "slab":  # periodic in x, y: A on nz + 1 layers, X on the top A layer too
+        return 5 * nx * ny * nz + 2 * nx * ny
     a = (nx + 1) * (ny + 1) * (nz + 1)
     x = (nx + 1) * ny * nz + nx * (ny + 1) * nz + nx * ny * (nz + 1)
     return a + nx * ny * nz + x

@@ -1,6 +1,6 @@
 """Plan, run and inspect campaigns: tasks on a Dask cluster, results in the store, resumable.
 
-:func:`plan_campaign` expands the spec (building every recipe once, which validates it), checks
+:func:`plan_campaign` expands the spec (recipes checked and counted without building them), checks
 the store and estimates the cost. :func:`run_campaign` submits every task that has no finished row
 yet — parents before children, a large phonon step split into displacement chunks that run on
 any worker — and waits; every task records its own row as it ends, so killing the client loses
@@ -66,7 +66,7 @@ class Plan:
         for t in self.tasks:
             c = self.costs[t.key]
             out.append({"key": t.key[:12], "step": t.step, **t.labels, "n_atoms": t.n_atoms,
-                        "force_calls": c.force_calls, "s_per_call": c.seconds_per_call, "seconds": c.seconds,
+                        "n_atoms_exact": t.n_atoms_exact, "force_calls": c.force_calls, "s_per_call": c.seconds_per_call, "seconds": c.seconds,
                         "status": self.status.get(t.key, "pending")})
         return out
 
@@ -89,8 +89,11 @@ def open_store(spec: CampaignSpec) -> ResultStore:
 
 def plan_campaign(spec: CampaignSpec, *, measure: bool = False, require_store: bool = False,
                   log: Callable[[str], None] | None = None) -> Plan:
-    """Expand and cost a campaign; the store's status of each task if the store is reachable."""
-    tasks = expand(spec)
+    """Expand and cost a campaign; the store's status of each task if the store is reachable.
+
+    Models are not built to plan them (:func:`qdlab.campaign.cost.count_recipe`): atom counts are
+    predicted (bare models, PbS) or, for large ligand shells, estimated (``n_atoms_exact`` False)."""
+    tasks = expand(spec, build=False)
     costs = estimate(tasks, measure=measure, log=log)
     status: dict[str, str] = {}
     err = None
@@ -223,7 +226,7 @@ def run_campaign(spec: CampaignSpec, *, workers: int | None = None, scheduler: s
 def _run_campaign(spec: CampaignSpec, *, workers: int | None, scheduler: str | None, cluster: str | None,
                   progress: Progress | None, log: Callable[[str], None] | None,
                   prepared: list[Task] | None) -> CampaignResult:
-    from qdlab.campaign.cluster import open_client
+    from qdlab.campaign.cluster import close_client, open_client
 
     t0 = time.perf_counter()
     tasks = prepared if prepared is not None else validate_campaign(spec, scheduler=scheduler)
@@ -240,6 +243,7 @@ def _run_campaign(spec: CampaignSpec, *, workers: int | None, scheduler: str | N
     parents_done = {t.parent for t in todo if t.parent and t.parent not in todo_keys}
     resumed = {k: row_summary(store.get(k, with_atoms=False)) for k in parents_done}
     client, cl = open_client(spec.execution, workers=workers, scheduler=scheduler, cluster=cluster)
+    interrupted = False
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or (workers or spec.execution.workers))
         result.workers = n_workers
@@ -248,17 +252,18 @@ def _run_campaign(spec: CampaignSpec, *, workers: int | None, scheduler: str | N
                 f"store {redact(spec.store)}")
         units, owner = _submit(client, spec, todo, resumed, str(store.files), n_workers)
         _collect(units, owner, store, result, progress, log)
+    except KeyboardInterrupt:  # Ctrl-C: workers killed at once, no Dask tracebacks (rows stay as recorded)
+        interrupted = True
+        raise
     finally:
-        client.close()
-        if cl is not None:
-            cl.close()
+        close_client(client, cl, interrupted=interrupted)
     result.seconds = time.perf_counter() - t0
     return result
 
 
 def campaign_status(spec: CampaignSpec) -> list[dict]:
     """Each task of ``spec`` with its stored status (done / failed with the error / pending)."""
-    tasks = expand(spec)
+    tasks = expand(spec, build=False)
     store = open_store(spec)
     keys = {t.key for t in tasks}
     rows = {}

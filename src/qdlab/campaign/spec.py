@@ -364,6 +364,7 @@ class Task:
     parent_workflow: str | None
     n_atoms: int
     labels: dict = field(default_factory=dict)
+    n_atoms_exact: bool = True  # False: estimated at plan time (a ligand shell not built, see expand)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -390,25 +391,31 @@ def recipe_labels(recipe: dict) -> dict:
             "coverage": ",".join(covs), "seed": int(recipe.get("seed", 0))}
 
 
+def recipe_model(recipe: dict):
+    """The builder's pydantic model of a recipe dict (validated)."""
+    from qdlab.build import PbSRecipe, PerovskiteRecipe
+
+    kind = recipe.get("kind", "perovskite")
+    if kind not in ("perovskite", "pbs"):
+        raise QdlabError(f"unknown recipe kind {kind!r} (perovskite or pbs)")
+    return {"perovskite": PerovskiteRecipe, "pbs": PbSRecipe}[kind].model_validate(dict(recipe))
+
+
 def build_recipe(recipe: dict):
     """Build the model of a recipe dict (validated by the builder's pydantic models)."""
-    from qdlab.build import PbSRecipe, PerovskiteRecipe, build
+    from qdlab.build import build
 
-    r = dict(recipe)
-    kind = r.get("kind", "perovskite")
-    model = {"perovskite": PerovskiteRecipe, "pbs": PbSRecipe}.get(kind)
-    if model is None:
-        raise QdlabError(f"unknown recipe kind {kind!r} (perovskite or pbs)")
-    return build(model.model_validate(r))
+    return build(recipe_model(recipe))
 
 
-def expand(spec: CampaignSpec, *, check_engines: bool = True) -> list[Task]:
+def expand(spec: CampaignSpec, *, check_engines: bool = True, build: bool = True) -> list[Task]:
     """Every task of a campaign in dependency order (parents first).
 
-    Each recipe is built once here, which validates it (unknown ligand, impossible coverage, a
-    composition without a lattice constant ...) and gives the atom count for the cost estimate.
+    Each recipe is built once here (validates it, counts its atoms); ``build=False`` (plan, status):
+    checked and counted without building (:func:`qdlab.campaign.cost.count_recipe`), same tasks.
     Every problem is collected and raised as one :class:`QdlabError` before any work starts.
     """
+    from qdlab.campaign.cost import count_recipe
     from qdlab.engines.registry import ENGINES, resolve_engine
 
     problems: list[str] = []
@@ -440,7 +447,7 @@ def expand(spec: CampaignSpec, *, check_engines: bool = True) -> list[Task]:
                 continue
             seen.add(h)
             try:
-                atoms = build_recipe(r)
+                n_atoms, exact = count_recipe(r, build)
             except ValidationError as exc:
                 err = exc.errors()[0]
                 problems.append(f"grid {gi}, recipe {_short(r)}: {'.'.join(map(str, err['loc']))}: {err['msg']}")
@@ -448,12 +455,12 @@ def expand(spec: CampaignSpec, *, check_engines: bool = True) -> list[Task]:
             except (QdlabError, ValueError) as exc:
                 problems.append(f"grid {gi}, recipe {_short(r)}: {' '.join(str(exc).split())}")
                 continue
-            recipes.append((r, len(atoms)))
+            recipes.append((r, n_atoms, exact))
     if problems:
         raise QdlabError("campaign spec refused: " + "; ".join(dict.fromkeys(problems)))
 
     tasks: list[Task] = []
-    for (recipe, n_atoms), eng in itertools.product(recipes, engines):
+    for (recipe, n_atoms, exact), eng in itertools.product(recipes, engines):
         rkey = content_hash({"recipe": recipe, "schema": TASK_SCHEMA})
         keys: dict[str, tuple[str, str]] = {}
         for name, after, step in spec.chain():
@@ -472,7 +479,7 @@ def expand(spec: CampaignSpec, *, check_engines: bool = True) -> list[Task]:
             tasks.append(Task(key=key, campaign=spec.name, step=name, workflow=step.workflow, recipe=recipe,
                               recipe_key=rkey, engine=eng.model_dump(), settings=settings, parent=parent_key,
                               parent_workflow=parent_wf, n_atoms=n_atoms,
-                              labels=recipe_labels(recipe) | {"engine": eng.name}))
+                              labels=recipe_labels(recipe) | {"engine": eng.name}, n_atoms_exact=exact))
     # one recipe built twice by different grids gives the same keys: keep the first
     unique: dict[str, Task] = {}
     for t in tasks:

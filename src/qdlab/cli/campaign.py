@@ -68,7 +68,8 @@ def plan_cmd(spec: Path = SPEC_ARG, store: str = STORE_OPT, workers: int = WORKE
     for col in ("step", "composition", "size", "passivation", "engine", "atoms", "force calls", "s/call", "est.", "status"):
         t.add_column(col, justify="right" if col in ("atoms", "force calls", "s/call", "est.") else "left")
     for r in d["tasks"]:
-        t.add_row(r["step"], r["composition"], r["size"], r["passivation"], r["engine"], str(r["n_atoms"]),
+        atoms = str(r["n_atoms"]) if r.get("n_atoms_exact", True) else f"≈{r['n_atoms']}"  # ≈: estimated, not built
+        t.add_row(r["step"], r["composition"], r["size"], r["passivation"], r["engine"], atoms,
                   str(r["force_calls"]), f"{r['s_per_call']:.3g}", _fmt_s(r["seconds"]), r["status"])
     console.print(t)
     console.print(f"estimate: {d['force_calls']:,} force calls, {_fmt_s(d['core_seconds_pending'])} of core time "

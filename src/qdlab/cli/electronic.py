@@ -146,13 +146,16 @@ def gap_cmd(structure: Path = typer.Argument(..., help="Structure (one frame) or
     ckpt = path.with_name(path.name + ".ckpt.jsonl")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("[bold]gap frames"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=as_json) as bar:
+    from qdlab.store.locks import output_lock
+
+    with output_lock(path, what="gap run"), \
+            Progress(TextColumn("[bold]gap frames"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                     console=console, disable=as_json) as bar:  # a second run into this output is refused
         task = bar.add_task("gap", total=len(plan.indices))
         trace = gap_trajectory(structure, settings, checkpoint=ckpt, workers=workers,
                                progress=lambda d, t: bar.update(task, completed=d, total=t))
-    save_gap_trace(trace, path)
-    ckpt.unlink(missing_ok=True)
+        save_gap_trace(trace, path)
+        ckpt.unlink(missing_ok=True)
     summary = {"output": str(path), "n_frames": len(trace.gap_eV), "mean_gap_eV": float(trace.gap_eV.mean()),
                "std_gap_meV": float(trace.gap_eV.std() * 1e3), "min_gap_eV": float(trace.gap_eV.min()),
                "max_gap_eV": float(trace.gap_eV.max()), "linear": linear}

@@ -20,7 +20,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=final.suffix, dir=final.parent)
+    _sweep_stale_temps(final)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.{TMP_TAG}{os.getpid()}-", suffix=final.suffix, dir=final.parent)
     os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a result file follows the umask
     os.close(fd)
     tmp_path = Path(tmp)
@@ -30,6 +31,37 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+#: temporary files of :func:`atomic_path` are ``.<stem>.tmp-<pid>-<random><suffix>``: a SIGKILL in the
+#: middle of a write leaves one behind, which the next write of the same file removes once its
+#: process is gone (a live writer's temp is left alone)
+TMP_TAG = "tmp-"
+
+
+def _sweep_stale_temps(final: Path) -> None:
+    prefix = f".{final.stem}.{TMP_TAG}"
+    try:
+        names = [n for n in os.listdir(final.parent) if n.startswith(prefix) and n.endswith(final.suffix)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                (final.parent / name).unlink()
+            except OSError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def current_umask() -> int:

@@ -150,9 +150,12 @@ def evaluate_phonon_unit(atoms: Atoms, member: EngineChoice, title: str, system:
     cache = _unit_path(folder, system, title, "npz")
     key = checkpoint_key(atoms, delta, f"{member.force_label()}|{method}")
     if cache.exists():
-        with np.load(cache) as z:
-            if "key" in z.files and str(z["key"]) == key:
-                return z["frequencies_cm1"], z["modes"], int(z["n_imaginary"])
+        try:
+            with np.load(cache) as z:
+                if "key" in z.files and str(z["key"]) == key:
+                    return z["frequencies_cm1"], z["modes"], int(z["n_imaginary"])
+        except Exception:  # a damaged cache is recomputed (the unit's Hessian checkpoint is reused)
+            pass
     calc = member.calculator()
     use = method
     if method == "auto":

@@ -140,10 +140,21 @@ class GapCheckpoint:
                 ok = False
             if not ok:
                 raise QdlabError(f"checkpoint {self.path} belongs to another trajectory/settings; delete it to start over")
+            self._cut_torn_tail()
         else:
             from qdlab.store.files import write_text
 
             write_text(self.path, json.dumps({"key": key}) + "\n")  # atomic: a kill never leaves a torn header
+
+    def _cut_torn_tail(self) -> None:
+        """Drop a last line a kill cut short (no newline): appending after it would glue the next
+        record onto the fragment and lose both."""
+        with open(self.path, "rb+") as fh:
+            data = fh.read()
+            if data and not data.endswith(b"\n"):
+                fh.truncate(data.rfind(b"\n") + 1)
+                fh.flush()
+                os.fsync(fh.fileno())
 
     def load(self) -> dict[int, dict]:
         out = {}
@@ -213,10 +224,11 @@ def gap_trajectory(path: str | os.PathLike, settings: GapSettings | None = None,
 
 def _run_chunks(plan: GapPlan, todo, settings: GapSettings, model, workers: int, record) -> None:
     if workers > 1 and len(todo) > 1 and model is None:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+        from qdlab.workflows.pool import worker_pool
+
+        with worker_pool(workers, _init_worker) as pool:  # Ctrl-C: workers killed at once, one line
             futs = [pool.submit(evaluate_chunk, plan.path, c, settings) for c in todo]
             for fut in as_completed(futs):
                 record(fut.result())

@@ -313,13 +313,13 @@ def _worker_forces(chunk: list[tuple[int, Atoms]]) -> list[tuple[int, np.ndarray
 def process_pool_forces(engine: EngineSpec, displaced: list[tuple[int, Atoms]], workers: int) -> ForceStream:
     """(job, forces, engine seconds) from ``workers`` spawned processes, each building its engine
     from ``engine`` (one thread each); results arrive as chunks finish."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
+
+    from qdlab.workflows.pool import worker_pool
 
     size = max(1, min(16, len(displaced) // (4 * workers)))
     parts = [displaced[k:k + size] for k in range(0, len(displaced), size)]
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(engine.model_dump(),)) as pool:
+    with worker_pool(workers, _init_worker, (engine.model_dump(),)) as pool:  # Ctrl-C: workers killed at once
         for fut in as_completed([pool.submit(_worker_forces, c) for c in parts]):
             yield from fut.result()
 
@@ -350,14 +350,17 @@ def evaluate(plan: DisplacementPlan, jobs: Iterable[int], *, calc: Calculator | 
             calc = spec.calculator()
         stream = serial_forces(calc, displaced, batch_size)
     t_engine = 0.0
-    for n, (j, f, dt) in enumerate(stream, 1):
-        if not np.all(np.isfinite(f)):
-            raise QdlabError(f"engine returned non-finite forces for displacement {j}")
-        t_engine += dt
-        if sink is not None:
-            sink(j, f)
-        if progress:
-            progress(n)
+    try:
+        for n, (j, f, dt) in enumerate(stream, 1):
+            if not np.all(np.isfinite(f)):
+                raise QdlabError(f"engine returned non-finite forces for displacement {j}")
+            t_engine += dt
+            if sink is not None:
+                sink(j, f)
+            if progress:
+                progress(n)
+    finally:
+        stream.close()  # an interrupted run stops its workers now, not when the generator is collected
     return t_engine
 
 

@@ -75,8 +75,14 @@ class RelaxResult:
 
 
 def _last_frame(path: Path) -> tuple[Atoms | None, int]:
-    """Last readable frame and number of frames of a (possibly truncated) trajectory."""
+    """Last readable frame and number of frames of a (possibly truncated) trajectory; a frame a
+    kill cut short is removed from the file, so that the resumed run appends after whole frames
+    (appending after the torn bytes made the whole ``.traj`` unreadable: measured)."""
     frames = read_complete_frames(path)
+    if path.suffix.lower() in (".traj", ".extxyz", ".xyz"):
+        from qdlab.store.frames import keep_frames
+
+        keep_frames(path, len(frames))
     return (frames[-1], len(frames)) if frames else (None, 0)
 
 
