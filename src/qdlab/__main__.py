@@ -1,6 +1,6 @@
 """``python -m qdlab`` = the ``qdlab`` command."""
 
-from qdlab.cli.main import app
+from qdlab.cli.entry import main
 
 if __name__ == "__main__":
-    app(prog_name="qdlab")
+    main(prog_name="qdlab")

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from qdlab.errors import QdlabError
+from qdlab.cli.entry import INTERRUPTED
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,7 +46,7 @@ def guarded(fn: F) -> F:
             print("error: an input file is binary, not text; check the file given", file=sys.stderr)
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt:
-            print("error: interrupted; rerun the same command to resume", file=sys.stderr)
+            print(INTERRUPTED, file=sys.stderr)
             raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]

@@ -1,0 +1,49 @@
+"""Ctrl-C at any moment of a command's life — while Python imports qdlab's stack (seconds: torch,
+ASE, Dask) or while the command runs — ends with the same one line and exit code 130."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+
+from qdlab.build import PerovskiteRecipe, build
+from qdlab.cli.entry import INTERRUPTED, main
+
+
+def test_interrupt_during_import_is_one_line(monkeypatch, capsys):
+    """The CLI's import raising KeyboardInterrupt (what a Ctrl-C during start-up does)."""
+    broken = types.ModuleType("qdlab.cli.main")
+
+    def _getattr(name):
+        raise KeyboardInterrupt
+
+    broken.__getattr__ = _getattr
+    monkeypatch.setitem(sys.modules, "qdlab.cli.main", broken)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
+
+
+@pytest.mark.parametrize("delay_s", [0.4, 1.2, 4.0])
+def test_sigint_at_any_moment_of_a_real_command(tmp_path, delay_s):
+    """A real `python -m qdlab md` (long classical MD), SIGINT after ``delay_s`` — during the
+    imports, at the command's start or while it runs: exit 130, the one line last (after the
+    progress bar, if it started) and no traceback."""
+    model = tmp_path / "nc.extxyz"
+    build(PerovskiteRecipe(composition="CsPbI3", size="1", seed=0)).write(model)
+    proc = subprocess.Popen([sys.executable, "-m", "qdlab", "md", str(model), "-e", "classical", "--steps",
+                             "10000000", "-o", str(tmp_path / "m.extxyz")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(delay_s)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert lines[-1] == INTERRUPTED and [ln for ln in lines if ln.startswith("error")] == [INTERRUPTED], err
