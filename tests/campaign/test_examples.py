@@ -42,3 +42,13 @@ def test_demo_example_is_the_demo(tmp_path):
 
     example = load_spec(shutil.copy(EXAMPLES / "demo.toml", tmp_path / "demo.toml"))
     assert [t.key for t in expand(example)] == [t.key for t in expand(demo_spec(tmp_path / "out"))]
+
+
+def test_planning_creates_no_store(tmp_path):
+    """`campaign plan` of a campaign that never ran: every task pending and no SQLite file made."""
+    local = shutil.copy(EXAMPLES / "demo.toml", tmp_path / "demo.toml")
+    res = CliRunner().invoke(app, ["campaign", "plan", str(local), "--json"])
+    assert res.exit_code == 0, res.output
+    plan = json.loads(res.stdout)
+    assert plan["n_pending"] == plan["n_tasks"] > 0 and not plan.get("store_error")
+    assert not (tmp_path / "demo.db").exists()

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from qdlab.campaign.cost import TaskCost, estimate
 from qdlab.campaign.spec import CampaignSpec, Task, expand
@@ -87,6 +88,11 @@ def open_store(spec: CampaignSpec) -> ResultStore:
     return store
 
 
+def _sqlite_missing(store: str) -> bool:
+    """A store given as an SQLite file path that does not exist yet (planning must not create it)."""
+    return "://" not in str(store) and not Path(store).exists()
+
+
 def plan_campaign(spec: CampaignSpec, *, measure: bool = False, require_store: bool = False,
                   log: Callable[[str], None] | None = None) -> Plan:
     """Expand and cost a campaign; the store's status of each task if the store is reachable.
@@ -97,6 +103,8 @@ def plan_campaign(spec: CampaignSpec, *, measure: bool = False, require_store: b
     costs = estimate(tasks, measure=measure, log=log)
     status: dict[str, str] = {}
     err = None
+    if not require_store and _sqlite_missing(spec.store):
+        return Plan(spec, tasks, costs, status, err)  # nothing run yet: every task pending, no file made
     try:
         store = open_store(spec)
         status = store.status([t.key for t in tasks])
