@@ -101,15 +101,19 @@ def train_cmd(dataset: Path = typer.Argument(..., help="Labelled frames with dip
               hidden: int = typer.Option(64, "--hidden"), cutoff: float = typer.Option(6.0, "--cutoff", help="Å"),
               seed: int = typer.Option(0, "--seed"),
               baselines: str = typer.Option("seed001,charges", "--baselines", help="Fixed-charge sources to compare."),
+              overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh instead of resuming."),
               as_json: bool = JSON_OPT) -> None:
-    """Train the latent-charge dipole model; held-out RMSE vs the dipole RMS and vs fixed charges, parity plot."""
+    """Train the latent-charge dipole model; held-out RMSE vs the dipole RMS and vs fixed charges, parity plot.
+
+    Checkpointed after every epoch (MODEL.resume.pt); rerunning the same command resumes."""
     from qdlab.workflows.dipole_fit import DipoleFitSettings, run_dipole_training
 
     s = DipoleFitSettings(epochs=epochs, lr=lr, hidden=hidden, cutoff_A=cutoff, seed=seed)
     names = [b.strip() for b in baselines.split(",") if b.strip()]
     with _bar("epochs", as_json) as bar:
         task = bar.add_task("fit", total=epochs)
-        summary = run_dipole_training(dataset, out, s, names, progress=lambda e, n, v: bar.update(task, completed=e))
+        summary = run_dipole_training(dataset, out, s, names, restart=overwrite,
+                                      progress=lambda e, n, v: bar.update(task, completed=e))
     if as_json:
         emit_json(summary)
         return
