@@ -15,7 +15,8 @@ app = typer.Typer(help="IR spectra: from MD dipoles (seed 001) or harmonic modes
 
 DIPOLES_OPT = typer.Option("charges", "--dipoles", "-d",
                            help="charges (the frames' initial_charges) | seed001 (Pb by site class, 001 ESP) | "
-                                "xtb | MODEL.pt (latent-charge model)")
+                                "xtb | MODEL.pt (latent-charge model) | module:factory (an ASE calculator with a "
+                                "dipole result); xtb and module:factory are checkpointed per frame (rerun resumes)")
 
 
 def _bar(label: str, quiet: bool) -> Progress:
@@ -56,7 +57,10 @@ def md_cmd(trajectory: Path = typer.Argument(..., help="NVE trajectory (extended
 
     s = IRMDSettings(dipoles=dipoles, resolution_cm1=resolution, temperature_K=temperature, window=window,
                      derivative=derivative, skip_ps=skip_ps, fmin_cm1=fmin, fmax_cm1=fmax)
-    with _bar("dipoles", as_json or dipoles.lower() not in ("xtb", "gfn1", "gfn2")) as bar:
+    from qdlab.engines.support import is_import_path
+
+    per_frame = dipoles.lower() in ("xtb", "gfn1", "gfn2") or is_import_path(dipoles)
+    with _bar("dipoles", as_json or not per_frame) as bar:
         task = bar.add_task("mu", total=None)
         summary = run_ir_md(trajectory, out, s, progress=lambda d, t: bar.update(task, completed=d, total=t))
     if as_json:

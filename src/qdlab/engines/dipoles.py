@@ -11,7 +11,8 @@ A dipole source maps positions (F, N, 3) Å of one system to dipoles (F, 3) in e
   ligand atoms' charges (the builder's Gasteiger charges in ``initial_charges``) so the total equals
   the model's net charge. :func:`initial_charges` uses ``atoms.get_initial_charges()`` as they are.
 * :class:`CalculatorDipole` — any ASE calculator with a ``dipole`` result (qdlab's GFN-xTB via
-  tblite: :func:`xtb_dipole`), one electronic-structure call per frame.
+  tblite: :func:`xtb_dipole`, or ``module:factory``), one electronic-structure call per frame;
+  :class:`CheckpointedDipole` keeps its dipoles frame by frame so an interrupted run resumes.
 * the learned latent-charge model, :mod:`qdlab.engines.dipole_model`.
 
 :func:`get_dipole_source` resolves the CLI spelling ``charges`` | ``seed001`` | ``xtb`` | a model file.
@@ -19,6 +20,7 @@ A dipole source maps positions (F, N, 3) Å of one system to dipoles (F, 3) in e
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -127,7 +129,12 @@ class ChargeDipole:
 
 
 class CalculatorDipole:
-    """Dipoles from an ASE calculator that returns ``dipole`` (e·Å), one call per frame."""
+    """Dipoles from an ASE calculator that returns ``dipole`` (e·Å), one call per frame.
+
+    ``per_frame``: each frame is an electronic-structure calculation, worth a per-frame checkpoint
+    (:class:`CheckpointedDipole`)."""
+
+    per_frame = True
 
     def __init__(self, calc_factory: Callable[[], object], name: str = "calculator",
                  progress: Callable[[int, int], None] | None = None):
@@ -136,15 +143,85 @@ class CalculatorDipole:
         self.progress = progress
 
     def dipoles(self, atoms: Atoms, positions: np.ndarray) -> np.ndarray:
+        from ase.calculators.calculator import PropertyNotImplementedError
+
         x = np.asarray(positions, float).reshape(-1, len(atoms), 3)
         work = atoms.copy()
         work.calc = self.calc_factory()
         out = np.empty((len(x), 3))
         for f, pos in enumerate(x):
             work.positions = pos
-            out[f] = work.get_dipole_moment()
+            try:
+                out[f] = work.get_dipole_moment()
+            except PropertyNotImplementedError:
+                raise QdlabError(f"dipole source {self.name} gives no dipole (its calculator has no "
+                                 "'dipole' result)") from None
             if self.progress:
                 self.progress(f + 1, len(x))
+        return out
+
+
+class CheckpointedDipole:
+    """A per-frame dipole source (:class:`CalculatorDipole`) with a checkpoint: frames are evaluated
+    one at a time and, after each, ``path`` (.npz) is rewritten atomically with every dipole so far
+    (e·Å), each under a hash of its positions, the file under a key of the structure (numbers,
+    charge) and the source's name. A rerun (after a kill, or with other skip/stride settings) reuses
+    the frames found there and computes only the others; a checkpoint of another structure or
+    source is refused. ``progress(done, total)`` counts reused frames as done."""
+
+    def __init__(self, source, path: str | os.PathLike, progress: Callable[[int, int], None] | None = None):
+        self.source = source
+        self.name = source.name
+        self.path = Path(path)
+        self.progress = progress
+        self.n_reused = 0
+        self.n_computed = 0
+
+    def _key(self, atoms: Atoms) -> str:
+        h = hashlib.sha256(np.ascontiguousarray(atoms.numbers, np.int64).tobytes())
+        h.update(f"{float(atoms.info.get('charge', 0)):.6g}|{self.name}".encode())
+        return h.hexdigest()[:32]
+
+    def _load(self, key: str) -> dict[str, np.ndarray]:
+        if not self.path.exists():
+            return {}
+        try:
+            with np.load(self.path) as z:
+                found, frames, values = str(z["key"]), z["frames"], z["dipoles"]
+        except Exception as exc:  # noqa: BLE001 - not ours or damaged: one line
+            raise QdlabError(f"cannot read the dipole checkpoint {self.path} ({type(exc).__name__}); remove it") from None
+        if found != key:
+            raise QdlabError(f"{self.path} holds dipoles of another structure or dipole source; "
+                             "remove it or choose another output folder")
+        return dict(zip(frames.tolist(), values))
+
+    def _save(self, key: str, known: dict[str, np.ndarray]) -> None:
+        from qdlab.store.files import atomic_path
+
+        with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, key=key, frames=np.array(list(known), dtype="U32"),
+                     dipoles=np.array(list(known.values()), float).reshape(-1, 3))
+
+    def dipoles(self, atoms: Atoms, positions: np.ndarray) -> np.ndarray:
+        """(F, 3) e·Å; the checkpoint is locked against a second writer while frames are computed."""
+        from qdlab.store.locks import output_lock
+
+        x = np.ascontiguousarray(np.asarray(positions, float).reshape(-1, len(atoms), 3))
+        key = self._key(atoms)
+        names = [hashlib.sha256(p.tobytes()).hexdigest()[:32] for p in x]
+        out = np.empty((len(x), 3))
+        with output_lock(self.path, what="dipole checkpoint"):
+            known = self._load(key)
+            for f, name in enumerate(names):
+                if name in known:
+                    out[f] = known[name]
+                    self.n_reused += 1
+                else:
+                    out[f] = known[name] = np.asarray(self.source.dipoles(atoms, x[f:f + 1]), float)[0]
+                    self._save(key, known)
+                    self.n_computed += 1
+                if self.progress:
+                    self.progress(f + 1, len(x))
         return out
 
 
@@ -157,7 +234,8 @@ def xtb_dipole(method: str = "gfn2", charge: int | None = None) -> CalculatorDip
 
 def get_dipole_source(spec: str, atoms: Atoms, **options) -> DipoleSource:
     """``charges`` (the structure's initial charges), ``seed001`` (:func:`seed001_charges`),
-    ``xtb`` / ``gfn1`` / ``gfn2`` (tblite), or a path to a trained latent-charge model (.pt)."""
+    ``xtb`` / ``gfn1`` / ``gfn2`` (tblite), ``module:factory`` (any ASE calculator with a ``dipole``
+    result, one call per frame), or a path to a trained latent-charge model (.pt)."""
     key = spec.strip().lower()
     if key in ("charges", "initial", "initial_charges"):
         return ChargeDipole(initial_charges(atoms), name="charges")
@@ -165,6 +243,11 @@ def get_dipole_source(spec: str, atoms: Atoms, **options) -> DipoleSource:
         return ChargeDipole(seed001_charges(atoms, **options), name="seed001")
     if key in ("xtb", "gfn2", "gfn1"):
         return xtb_dipole("gfn1" if key == "gfn1" else "gfn2", **options)
+    from qdlab.engines.support import is_import_path, make_calculator
+
+    if is_import_path(spec.strip()) and not Path(os.path.expanduser(spec)).exists():
+        name = spec.strip()  # any ASE calculator with a 'dipole' result, by import path
+        return CalculatorDipole(lambda: make_calculator(name), name=name)
     path = Path(os.path.expanduser(spec))
     if path.suffix in (".pt", ".pth") or path.exists():
         from qdlab.engines.dipole_model import load_dipole_model
