@@ -1,4 +1,4 @@
-"""``qdlab ir``: IR spectra from MD dipoles and from harmonic modes, the dipole model; ``qdlab thermal``."""
+"""``qdlab ir``: IR spectra from MD dipoles and from harmonic modes, the dipole model."""
 
 from __future__ import annotations
 
@@ -159,32 +159,6 @@ def parity_cmd(model: Path = typer.Argument(..., help="Dipole model (.pt)."),
         emit_json(res)
     else:
         console.print(res)
-
-
-@guarded
-def thermal_cmd(phonons: Path = typer.Argument(..., help="A `qdlab phonons` output folder (phonons.npz)."),
-                structure: Path = typer.Option(None, "--structure", help="Relaxed structure (default: FOLDER/relaxed.extxyz)."),
-                out: Path = typer.Option(Path("thermal"), "--output", "-o", help="Output folder."),
-                tmin: float = typer.Option(0.0, "--tmin", help="K"), tmax: float = typer.Option(1000.0, "--tmax", help="K"),
-                tstep: float = typer.Option(10.0, "--tstep", help="K"),
-                cutoff: float = typer.Option(1.0, "--cutoff", help="Modes below this (cm⁻¹, incl. imaginary) are excluded."),
-                classical: bool = typer.Option(False, "--classical", help="⟨u²⟩ with k_BT per mode (to compare with classical MD)."),
-                as_json: bool = JSON_OPT) -> None:
-    """Harmonic F, S, C_v, ZPE vs T and ⟨u²⟩ per atom/element from Γ phonons."""
-    from qdlab.workflows.ir import ThermalSettings, run_thermal
-
-    summary = run_thermal(phonons, out, ThermalSettings(tmin, tmax, tstep, cutoff, classical), structure)
-    if as_json:
-        emit_json(summary)
-        return
-    t = Table(title=f"harmonic thermal properties → {out} (ZPE {summary['zpe_eV']:.4f} eV, "
-                    f"{summary['n_modes']} modes, {summary['n_excluded']} excluded)")
-    for c in ("T", "F (eV)", "S (meV/K)", "C_v (meV/K)", "⟨u²⟩ by element (Å²)"):
-        t.add_column(c)
-    for k, v in summary["at"].items():
-        t.add_row(k, f"{v['F_eV']:.4f}", f"{1e3 * v['S_eV_K']:.4f}", f"{1e3 * v['Cv_eV_K']:.4f}",
-                  ", ".join(f"{e} {u:.2e}" for e, u in v["u2_A2"].items()))
-    console.print(t)
 
 
 @app.command("seed001")
