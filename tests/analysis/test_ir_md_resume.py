@@ -103,8 +103,12 @@ def test_killed_ir_md_resumes_per_frame(tmp_path, slow_source):
     proc = subprocess.run([sys.executable, "-c", code, *_args(traj, f"{MODULE}:make", out)], timeout=120,
                           env=os.environ | {"SLOWQ_KILL_AT": str(KILL_AT)}, capture_output=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-500:]
-    with np.load(out / "dipoles.ckpt.npz") as z:
-        assert len(z["frames"]) == KILL_AT - 1  # every frame finished before the kill was kept
+    from ase.io import read
+
+    from qdlab.engines.dipoles import CheckpointedDipole, get_dipole_source
+
+    ck = CheckpointedDipole(get_dipole_source(f"{MODULE}:make", read(traj)), out / "dipoles.ckpt")
+    assert len(ck.stored(read(traj))[0]) == KILL_AT - 1  # every frame finished before the kill was kept
     assert not (out / "ir_md.json").exists()
 
     slow_source.CALLS[0] = 0
@@ -113,9 +117,17 @@ def test_killed_ir_md_resumes_per_frame(tmp_path, slow_source):
     got = json.loads(r.stdout)
     assert slow_source.CALLS[0] == N_FRAMES - (KILL_AT - 1)  # only the missing frames were computed
     assert got["dipole_frames"] == {"computed": N_FRAMES - KILL_AT + 1, "reused": KILL_AT - 1,
-                                    "checkpoint": str(out / "dipoles.ckpt.npz")}
+                                    "checkpoint": str(out / "dipoles.ckpt")}
     assert (out / "ir_md.csv").read_bytes() == (tmp_path / "ref" / "ir_md.csv").read_bytes()
     assert got["peaks"] == ref["peaks"] and got["bands"] == ref["bands"]
+
+    # a torn last record (a kill mid-write) is dropped; every complete frame is reused
+    with open(out / "dipoles.ckpt", "ab") as fh:
+        fh.write(b"\x07" * 17)
+    slow_source.CALLS[0] = 0
+    r = runner.invoke(app, _args(traj, f"{MODULE}:make", out))
+    assert r.exit_code == 0 and slow_source.CALLS[0] == 0 and json.loads(r.stdout)["dipole_frames"]["reused"] == N_FRAMES
+    assert (out / "ir_md.csv").read_bytes() == (tmp_path / "ref" / "ir_md.csv").read_bytes()
 
     # the same dipoles through the fixed-charge source (Σ q (r − r_com), vectorised, no calculator)
     r = runner.invoke(app, _args(traj, "charges", tmp_path / "q"))
@@ -125,7 +137,7 @@ def test_killed_ir_md_resumes_per_frame(tmp_path, slow_source):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-12 * np.abs(b).max())
 
     # a checkpoint of another source is refused in one line, and nothing is overwritten
-    before = (out / "dipoles.ckpt.npz").read_bytes()
+    before = (out / "dipoles.ckpt").read_bytes()
     r = runner.invoke(app, _args(traj, f"{MODULE}:other", out))
     assert r.exit_code == 2 and "another structure or dipole source" in r.stderr
-    assert (out / "dipoles.ckpt.npz").read_bytes() == before
+    assert (out / "dipoles.ckpt").read_bytes() == before

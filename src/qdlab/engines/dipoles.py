@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -163,11 +164,15 @@ class CalculatorDipole:
 
 class CheckpointedDipole:
     """A per-frame dipole source (:class:`CalculatorDipole`) with a checkpoint: frames are evaluated
-    one at a time and, after each, ``path`` (.npz) is rewritten atomically with every dipole so far
-    (e·Å), each under a hash of its positions, the file under a key of the structure (numbers,
-    charge) and the source's name. A rerun (after a kill, or with other skip/stride settings) reuses
-    the frames found there and computes only the others; a checkpoint of another structure or
-    source is refused. ``progress(done, total)`` counts reused frames as done."""
+    one at a time and each dipole (e·Å) is appended to ``path`` as one record (frame hash = SHA-256
+    of its positions, μ, CRC-32; 64 bytes, fsync'ed) behind a header with the key of the structure
+    (numbers, charge) and the source's name. A rerun (after a kill, or with other skip/stride
+    settings) reuses the frames found there and computes only the others; a torn last record (a
+    kill mid-write) or a damaged one ends the good prefix, which is kept; a checkpoint of another
+    structure or source is refused. ``progress(done, total)`` counts reused frames as done."""
+
+    MAGIC = b"QDLABDIP"
+    RECORD = 64
 
     def __init__(self, source, path: str | os.PathLike, progress: Callable[[int, int], None] | None = None):
         self.source = source
@@ -177,51 +182,62 @@ class CheckpointedDipole:
         self.n_reused = 0
         self.n_computed = 0
 
-    def _key(self, atoms: Atoms) -> str:
+    def key(self, atoms: Atoms) -> bytes:
+        """32 hex characters identifying the structure and the source."""
         h = hashlib.sha256(np.ascontiguousarray(atoms.numbers, np.int64).tobytes())
         h.update(f"{float(atoms.info.get('charge', 0)):.6g}|{self.name}".encode())
-        return h.hexdigest()[:32]
+        return h.hexdigest()[:32].encode()
 
-    def _load(self, key: str) -> dict[str, np.ndarray]:
+    @classmethod
+    def _pack(cls, head: bytes, values: np.ndarray) -> bytes:
+        body = head + np.asarray(values, "<f8").tobytes()  # 8 or 32 bytes + 24 bytes
+        return (body + np.int64(zlib.crc32(body)).tobytes()).ljust(cls.RECORD, b"\0")
+
+    def stored(self, atoms: Atoms) -> tuple[dict[bytes, np.ndarray], int]:
+        """(frame hash → dipole of the good records, byte length of the good prefix incl. header)."""
         if not self.path.exists():
-            return {}
-        try:
-            with np.load(self.path) as z:
-                found, frames, values = str(z["key"]), z["frames"], z["dipoles"]
-        except Exception as exc:  # noqa: BLE001 - not ours or damaged: one line
-            raise QdlabError(f"cannot read the dipole checkpoint {self.path} ({type(exc).__name__}); remove it") from None
-        if found != key:
+            return {}, 0
+        data = self.path.read_bytes()
+        rec = self.RECORD
+        if len(data) < rec or data[:8] != self.MAGIC:
+            raise QdlabError(f"{self.path} is not a qdlab dipole checkpoint; remove it")
+        if data[8:40] != self.key(atoms):
             raise QdlabError(f"{self.path} holds dipoles of another structure or dipole source; "
                              "remove it or choose another output folder")
-        return dict(zip(frames.tolist(), values))
-
-    def _save(self, key: str, known: dict[str, np.ndarray]) -> None:
-        from qdlab.store.files import atomic_path
-
-        with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, key=key, frames=np.array(list(known), dtype="U32"),
-                     dipoles=np.array(list(known.values()), float).reshape(-1, 3))
+        known = {}
+        for k in range(1, len(data) // rec):
+            r = data[k * rec:(k + 1) * rec]
+            if self._pack(r[:32], np.frombuffer(r[32:56], "<f8")) != r:
+                return known, k * rec  # torn or damaged: the records before it are good
+            known[r[:32]] = np.frombuffer(r[32:56], "<f8").copy()
+        return known, len(data) // rec * rec
 
     def dipoles(self, atoms: Atoms, positions: np.ndarray) -> np.ndarray:
         """(F, 3) e·Å; the checkpoint is locked against a second writer while frames are computed."""
         from qdlab.store.locks import output_lock
 
         x = np.ascontiguousarray(np.asarray(positions, float).reshape(-1, len(atoms), 3))
-        key = self._key(atoms)
-        names = [hashlib.sha256(p.tobytes()).hexdigest()[:32] for p in x]
+        names = [hashlib.sha256(p.tobytes()).hexdigest()[:32].encode() for p in x]
         out = np.empty((len(x), 3))
         with output_lock(self.path, what="dipole checkpoint"):
-            known = self._load(key)
-            for f, name in enumerate(names):
-                if name in known:
-                    out[f] = known[name]
-                    self.n_reused += 1
-                else:
-                    out[f] = known[name] = np.asarray(self.source.dipoles(atoms, x[f:f + 1]), float)[0]
-                    self._save(key, known)
-                    self.n_computed += 1
-                if self.progress:
-                    self.progress(f + 1, len(x))
+            known, good = self.stored(atoms)
+            with open(self.path, "r+b" if self.path.exists() else "wb") as fh:
+                fh.truncate(good)  # drop a torn tail before appending
+                fh.seek(good)
+                if good == 0:
+                    fh.write(self._pack(self.MAGIC + self.key(atoms), np.zeros(0)))
+                for f, name in enumerate(names):
+                    if name in known:
+                        out[f] = known[name]
+                        self.n_reused += 1
+                    else:
+                        out[f] = known[name] = np.asarray(self.source.dipoles(atoms, x[f:f + 1]), float)[0]
+                        fh.write(self._pack(name, out[f]))
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                        self.n_computed += 1
+                    if self.progress:
+                        self.progress(f + 1, len(x))
         return out
 
 

@@ -103,7 +103,7 @@ def run_ir_md(trajectory: str | os.PathLike, out: str | os.PathLike, settings: I
     """Campaign step ``ir`` (MD path): spectrum, peaks, carboxylate bands and binding geometry.
 
     Dipoles of per-frame sources (xTB, ``module:factory`` calculators) are checkpointed in
-    ``out/dipoles.ckpt.npz`` after every frame; rerunning continues where a killed run stopped.
+    ``out/dipoles.ckpt`` after every frame; rerunning continues where a killed run stopped.
     """
     from qdlab.analysis.ir import ir_md
     from qdlab.analysis.trajectory import read_frames
@@ -115,7 +115,7 @@ def run_ir_md(trajectory: str | os.PathLike, out: str | os.PathLike, settings: I
     o = Path(out)
     source = get_dipole_source(s.dipoles, atoms0)
     if getattr(source, "per_frame", False):  # xTB & co.: dipoles kept frame by frame, a rerun resumes
-        source = CheckpointedDipole(source, o / "dipoles.ckpt.npz", progress=progress)
+        source = CheckpointedDipole(source, o / "dipoles.ckpt", progress=progress)
     spec = ir_md(frames, source, temperature_K=s.temperature_K, resolution_cm1=s.resolution_cm1, window=s.window,
                  derivative=s.derivative, skip_ps=s.skip_ps, stride=s.stride, atoms=atoms0)
     return _write_ir_md(o, s, spec, source, frames)
