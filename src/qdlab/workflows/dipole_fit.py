@@ -46,7 +46,9 @@ class DipoleFitSettings:
 
 @dataclass(frozen=True)
 class DipoleFitResult:
-    """Held-out metrics (D) and the parity data (``reference_D``/``predicted_D`` (F_test, 3))."""
+    """Held-out metrics (D) and the parity data (``reference_D``/``predicted_D`` (F_test, 3));
+    ``seconds`` the training wall time summed over all sessions, ``resumed_from_epoch`` the epochs
+    found in the resume point when this call started (0: a fresh run)."""
 
     model: str
     n_train: int
@@ -178,6 +180,7 @@ def _train(net, opt, sched, data, tr, va, s: DipoleFitSettings, out: Path, state
     pos, species, masses, q, y = data
     model = LearnedDipole(net, name=out.stem)
     while not state["finished"]:
+        t0 = time.perf_counter()
         epoch = state["epoch"] + 1
         net.train()
         opt.zero_grad()
@@ -194,7 +197,8 @@ def _train(net, opt, sched, data, tr, va, s: DipoleFitSettings, out: Path, state
             state.update(best=val, best_epoch=epoch, best_net={k: v.clone() for k, v in net.state_dict().items()})
         state["history"].append({"epoch": epoch, "train_rmse_D": float(loss.detach()) ** 0.5 / units.Debye,
                                  "val_rmse_D": val, "lr": lr})
-        state.update(epoch=epoch, finished=epoch >= s.epochs or epoch - state["best_epoch"] >= s.patience)
+        state.update(epoch=epoch, finished=epoch >= s.epochs or epoch - state["best_epoch"] >= s.patience,
+                     seconds=state["seconds"] + time.perf_counter() - t0)  # training time over all sessions
         _save_resume(resume_path(out), net, opt, sched, state)
         if improved:  # a usable model at every improvement, also when the run is cut short
             model.metrics = {"val_rmse_D": val, "epoch": epoch, "settings": asdict(s)}
@@ -224,7 +228,6 @@ def fit_dipole_model(frames: Sequence[Atoms], out: str | os.PathLike, settings: 
     from qdlab.store.locks import output_lock
 
     s = settings or DipoleFitSettings()
-    t0 = time.perf_counter()
     frames, out = list(frames), Path(out)
     ref = frame_dipoles(frames)
     tr, va, te = split_indices(len(frames), s.val_fraction, s.test_fraction, s.seed)
@@ -244,9 +247,6 @@ def fit_dipole_model(frames: Sequence[Atoms], out: str | os.PathLike, settings: 
             state = {k: ck[k] for k in state}
         resumed = state["epoch"]
         _train(net, opt, sched, data, tr, va, s, out, state, progress)
-        if state["epoch"] > resumed:  # training time over all sessions (a finished run rescored adds none)
-            state["seconds"] += time.perf_counter() - t0
-            _save_resume(resume_path(out), net, opt, sched, state)
         net.load_state_dict(state["best_net"])  # the model file always ends as the best epoch's weights
         LearnedDipole(net, name=out.stem, metrics={"val_rmse_D": state["best"], "epoch": state["best_epoch"],
                                                    "settings": asdict(s)}).save(out)
