@@ -30,7 +30,27 @@ def _options(cmd):
 
 
 def test_every_command_found():
-    assert {"phonons", "relax", "md", "analyze rmsf", "campaign run", "dataset collect", "demo"} <= set(COMMANDS)
+    assert {"phonons run", "phonons compare", "phonons thermal", "relax", "md", "analyze rmsf", "campaign run",
+            "dataset collect", "demo"} <= set(COMMANDS)
+
+
+def test_phonons_group_keeps_the_structure_form():
+    """`qdlab phonons STRUCTURE [OPTIONS]` is `qdlab phonons run ...`; `qdlab thermal` is the hidden old
+    spelling of `qdlab phonons thermal` and calls the same function."""
+    import inspect
+
+    from qdlab.cli.phonons import thermal_cmd
+
+    root = typer.main.get_command(app)
+    assert root.commands["thermal"].hidden
+    for cmd in (root.commands["thermal"], COMMANDS["phonons thermal"]):
+        assert inspect.unwrap(cmd.callback) is inspect.unwrap(thermal_cmd)
+    for args in (["phonons", "none.extxyz"], ["phonons", "-e", "classical", "none.extxyz"],
+                 ["phonons", "run", "none.extxyz"]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 2 and "none.extxyz does not exist" in res.stderr, (args, res.output)
+    res = CliRunner().invoke(app, ["phonons", "--help"])
+    assert res.exit_code == 0 and all(c in res.stdout for c in ("run", "compare", "thermal"))
 
 
 def test_no_option_declared_twice():

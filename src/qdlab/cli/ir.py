@@ -1,4 +1,4 @@
-"""``qdlab ir``: IR spectra from MD dipoles and from harmonic modes, the dipole model; ``qdlab thermal``."""
+"""``qdlab ir``: IR spectra from MD dipoles and from harmonic modes, the dipole model."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ app = typer.Typer(help="IR spectra: from MD dipoles (seed 001) or harmonic modes
 
 DIPOLES_OPT = typer.Option("charges", "--dipoles", "-d",
                            help="charges (the frames' initial_charges) | seed001 (Pb by site class, 001 ESP) | "
-                                "xtb | MODEL.pt (latent-charge model)")
+                                "xtb | MODEL.pt (latent-charge model) | module:factory (an ASE calculator with a "
+                                "dipole result); xtb and module:factory are checkpointed per frame (rerun resumes)")
 
 
 def _bar(label: str, quiet: bool) -> Progress:
@@ -56,7 +57,10 @@ def md_cmd(trajectory: Path = typer.Argument(..., help="NVE trajectory (extended
 
     s = IRMDSettings(dipoles=dipoles, resolution_cm1=resolution, temperature_K=temperature, window=window,
                      derivative=derivative, skip_ps=skip_ps, fmin_cm1=fmin, fmax_cm1=fmax)
-    with _bar("dipoles", as_json or dipoles.lower() not in ("xtb", "gfn1", "gfn2")) as bar:
+    from qdlab.engines.support import is_import_path
+
+    per_frame = dipoles.lower() in ("xtb", "gfn1", "gfn2") or is_import_path(dipoles)
+    with _bar("dipoles", as_json or not per_frame) as bar:
         task = bar.add_task("mu", total=None)
         summary = run_ir_md(trajectory, out, s, progress=lambda d, t: bar.update(task, completed=d, total=t))
     if as_json:
@@ -101,15 +105,19 @@ def train_cmd(dataset: Path = typer.Argument(..., help="Labelled frames with dip
               hidden: int = typer.Option(64, "--hidden"), cutoff: float = typer.Option(6.0, "--cutoff", help="Å"),
               seed: int = typer.Option(0, "--seed"),
               baselines: str = typer.Option("seed001,charges", "--baselines", help="Fixed-charge sources to compare."),
+              overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh instead of resuming."),
               as_json: bool = JSON_OPT) -> None:
-    """Train the latent-charge dipole model; held-out RMSE vs the dipole RMS and vs fixed charges, parity plot."""
+    """Train the latent-charge dipole model; held-out RMSE vs the dipole RMS and vs fixed charges, parity plot.
+
+    Checkpointed after every epoch (MODEL.resume.pt); rerunning the same command resumes."""
     from qdlab.workflows.dipole_fit import DipoleFitSettings, run_dipole_training
 
     s = DipoleFitSettings(epochs=epochs, lr=lr, hidden=hidden, cutoff_A=cutoff, seed=seed)
     names = [b.strip() for b in baselines.split(",") if b.strip()]
     with _bar("epochs", as_json) as bar:
         task = bar.add_task("fit", total=epochs)
-        summary = run_dipole_training(dataset, out, s, names, progress=lambda e, n, v: bar.update(task, completed=e))
+        summary = run_dipole_training(dataset, out, s, names, restart=overwrite,
+                                      progress=lambda e, n, v: bar.update(task, completed=e))
     if as_json:
         emit_json(summary)
         return
@@ -151,32 +159,6 @@ def parity_cmd(model: Path = typer.Argument(..., help="Dipole model (.pt)."),
         emit_json(res)
     else:
         console.print(res)
-
-
-@guarded
-def thermal_cmd(phonons: Path = typer.Argument(..., help="A `qdlab phonons` output folder (phonons.npz)."),
-                structure: Path = typer.Option(None, "--structure", help="Relaxed structure (default: FOLDER/relaxed.extxyz)."),
-                out: Path = typer.Option(Path("thermal"), "--output", "-o", help="Output folder."),
-                tmin: float = typer.Option(0.0, "--tmin", help="K"), tmax: float = typer.Option(1000.0, "--tmax", help="K"),
-                tstep: float = typer.Option(10.0, "--tstep", help="K"),
-                cutoff: float = typer.Option(1.0, "--cutoff", help="Modes below this (cm⁻¹, incl. imaginary) are excluded."),
-                classical: bool = typer.Option(False, "--classical", help="⟨u²⟩ with k_BT per mode (to compare with classical MD)."),
-                as_json: bool = JSON_OPT) -> None:
-    """Harmonic F, S, C_v, ZPE vs T and ⟨u²⟩ per atom/element from Γ phonons."""
-    from qdlab.workflows.ir import ThermalSettings, run_thermal
-
-    summary = run_thermal(phonons, out, ThermalSettings(tmin, tmax, tstep, cutoff, classical), structure)
-    if as_json:
-        emit_json(summary)
-        return
-    t = Table(title=f"harmonic thermal properties → {out} (ZPE {summary['zpe_eV']:.4f} eV, "
-                    f"{summary['n_modes']} modes, {summary['n_excluded']} excluded)")
-    for c in ("T", "F (eV)", "S (meV/K)", "C_v (meV/K)", "⟨u²⟩ by element (Å²)"):
-        t.add_column(c)
-    for k, v in summary["at"].items():
-        t.add_row(k, f"{v['F_eV']:.4f}", f"{1e3 * v['S_eV_K']:.4f}", f"{1e3 * v['Cv_eV_K']:.4f}",
-                  ", ".join(f"{e} {u:.2e}" for e, u in v["u2_A2"].items()))
-    console.print(t)
 
 
 @app.command("seed001")

@@ -1,4 +1,6 @@
-"""``qdlab phonons``: Γ-point phonons, DOS, partial DOS and M1/M2/M3 peaks of a structure."""
+"""``qdlab phonons``: Γ-point phonons of a structure (``qdlab phonons STRUCTURE``, the same as
+``qdlab phonons run STRUCTURE``), ``compare`` of finished runs, and ``thermal``: harmonic
+thermodynamics and ⟨u²⟩ from a finished run's Γ Hessian."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
+from qdlab.cli.common import JSON_OPT, AliasGroup, console, emit_json, guarded
 from qdlab.cli.engines import (
     CKPT_OPT,
     D3_OPT,
@@ -22,14 +24,34 @@ from qdlab.cli.engines import (
     engine_spec,
 )
 
+DEFAULT_COMMAND = "run"
 
-def _compare(folders: list[Path], out: Path, as_json: bool) -> None:
+
+class PhononsGroup(AliasGroup):
+    """The ``phonons`` group: a first argument that names no subcommand (a structure file, or an
+    option other than ``--help``) goes to ``run``, so ``qdlab phonons STRUCTURE [OPTIONS]`` stays
+    the phonon calculation beside ``qdlab phonons compare|thermal``."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [DEFAULT_COMMAND, *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(help="Γ-point phonons: `qdlab phonons STRUCTURE` (= `run`), `compare` finished runs, "
+                       "`thermal` properties from one.", no_args_is_help=True, cls=PhononsGroup)
+
+
+@app.command("compare")
+@guarded
+def compare_cmd(folders: list[Path] = typer.Argument(..., help="Finished `qdlab phonons` output folders."),
+                out: Path = typer.Option(Path("phonons_compare.png"), "--output", "-o", help="The PNG plot."),
+                as_json: bool = JSON_OPT) -> None:
+    """Overlay the DOS of finished runs in one plot and tabulate their M1/M2/M3 peak centres."""
     from qdlab.errors import QdlabError
     from qdlab.report.plots import plot_dos_comparison
     from qdlab.workflows.phonon_io import load_dos_csv, load_peaks
 
-    if len(folders) < 1:
-        raise QdlabError("compare needs at least one phonons output folder: qdlab phonons compare DIR1 DIR2 -o plot.png")
     if out.suffix.lower() != ".png":
         raise QdlabError(f"compare writes a PNG: give -o plot.png, not {out}")
     systems = {f.name or str(f): (load_dos_csv(f), load_peaks(f)) for f in folders}
@@ -54,11 +76,10 @@ def _default(name: str):
     return PhononSettings.model_fields[name].default
 
 
+@app.command(DEFAULT_COMMAND)
 @guarded
-def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | compare DIR...",
-                                                  help="A structure file, or `compare` and phonons output folders."),
-                out: Path = typer.Option(Path("phonons_out"), "--output", "-o",
-                                         help="Output folder (compare: the PNG plot)."),
+def phonons_cmd(structure: Path = typer.Argument(..., help="Structure file (extended XYZ, ...)."),
+                out: Path = typer.Option(Path("phonons_out"), "--output", "-o", help="Output folder."),
                 engine: str = ENGINE_OPT, model: str = MODEL_OPT, checkpoint: str = CKPT_OPT,
                 device: str = DEVICE_OPT, threads: int = THREADS_OPT, d3: bool = D3_OPT,
                 relax_first: bool = typer.Option(True, "--relax/--no-relax", help="Relax (L-BFGS) before the Hessian."),
@@ -73,18 +94,9 @@ def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | comp
                 as_json: bool = JSON_OPT) -> None:
     """Relax, build the Hessian (6N force calls, checkpointed), project rigid modes, DOS and peaks.
 
-    `qdlab phonons compare DIR1 DIR2 ... -o plot.png` overlays finished runs and tabulates M1/M2/M3.
+    `qdlab phonons STRUCTURE` is the same command.
     """
     import warnings
-
-    from qdlab.errors import QdlabError
-
-    if str(args[0]) == "compare":
-        _compare(list(args[1:]), out if out != Path("phonons_out") else Path("phonons_compare.png"), as_json)
-        return
-    if len(args) != 1:
-        raise QdlabError("give one structure file (or: qdlab phonons compare DIR1 DIR2 ... -o plot.png)")
-    structure = args[0]
 
     from qdlab.cli.inputs import check_phonon_job, load_engine, load_structure
     from qdlab.store.files import write_atoms
@@ -132,3 +144,30 @@ def phonons_cmd(args: list[Path] = typer.Argument(..., metavar="STRUCTURE | comp
         table.add_row(f"{k} centre", f"{v:.1f} cm⁻¹")
     table.add_row("time (engine share)", f"{summary['seconds']:.1f} s ({100 * summary['seconds_in_engine'] / max(summary['seconds'], 1e-9):.1f} %)")
     console.print(table)
+
+
+@app.command("thermal")
+@guarded
+def thermal_cmd(folder: Path = typer.Argument(..., metavar="PHONONS_DIR", help="A `qdlab phonons` output folder (phonons.npz)."),
+                structure: Path = typer.Option(None, "--structure", help="Relaxed structure (default: FOLDER/relaxed.extxyz)."),
+                out: Path = typer.Option(Path("thermal"), "--output", "-o", help="Output folder."),
+                tmin: float = typer.Option(0.0, "--tmin", help="K"), tmax: float = typer.Option(1000.0, "--tmax", help="K"),
+                tstep: float = typer.Option(10.0, "--tstep", help="K"),
+                cutoff: float = typer.Option(1.0, "--cutoff", help="Modes below this (cm⁻¹, incl. imaginary) are excluded."),
+                classical: bool = typer.Option(False, "--classical", help="⟨u²⟩ with k_BT per mode (to compare with classical MD)."),
+                as_json: bool = JSON_OPT) -> None:
+    """Harmonic F, S, C_v, ZPE vs T and ⟨u²⟩ per atom/element from Γ phonons."""
+    from qdlab.workflows.ir import ThermalSettings, run_thermal
+
+    summary = run_thermal(folder, out, ThermalSettings(tmin, tmax, tstep, cutoff, classical), structure)
+    if as_json:
+        emit_json(summary)
+        return
+    t = Table(title=f"harmonic thermal properties → {out} (ZPE {summary['zpe_eV']:.4f} eV, "
+                    f"{summary['n_modes']} modes, {summary['n_excluded']} excluded)")
+    for c in ("T", "F (eV)", "S (meV/K)", "C_v (meV/K)", "⟨u²⟩ by element (Å²)"):
+        t.add_column(c)
+    for k, v in summary["at"].items():
+        t.add_row(k, f"{v['F_eV']:.4f}", f"{1e3 * v['S_eV_K']:.4f}", f"{1e3 * v['Cv_eV_K']:.4f}",
+                  ", ".join(f"{e} {u:.2e}" for e, u in v["u2_A2"].items()))
+    console.print(t)

@@ -11,7 +11,8 @@ A dipole source maps positions (F, N, 3) Å of one system to dipoles (F, 3) in e
   ligand atoms' charges (the builder's Gasteiger charges in ``initial_charges``) so the total equals
   the model's net charge. :func:`initial_charges` uses ``atoms.get_initial_charges()`` as they are.
 * :class:`CalculatorDipole` — any ASE calculator with a ``dipole`` result (qdlab's GFN-xTB via
-  tblite: :func:`xtb_dipole`), one electronic-structure call per frame.
+  tblite: :func:`xtb_dipole`, or ``module:factory``), one electronic-structure call per frame;
+  :class:`CheckpointedDipole` keeps its dipoles frame by frame so an interrupted run resumes.
 * the learned latent-charge model, :mod:`qdlab.engines.dipole_model`.
 
 :func:`get_dipole_source` resolves the CLI spelling ``charges`` | ``seed001`` | ``xtb`` | a model file.
@@ -19,7 +20,9 @@ A dipole source maps positions (F, N, 3) Å of one system to dipoles (F, 3) in e
 
 from __future__ import annotations
 
+import hashlib
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -127,7 +130,12 @@ class ChargeDipole:
 
 
 class CalculatorDipole:
-    """Dipoles from an ASE calculator that returns ``dipole`` (e·Å), one call per frame."""
+    """Dipoles from an ASE calculator that returns ``dipole`` (e·Å), one call per frame.
+
+    ``per_frame``: each frame is an electronic-structure calculation, worth a per-frame checkpoint
+    (:class:`CheckpointedDipole`)."""
+
+    per_frame = True
 
     def __init__(self, calc_factory: Callable[[], object], name: str = "calculator",
                  progress: Callable[[int, int], None] | None = None):
@@ -136,15 +144,100 @@ class CalculatorDipole:
         self.progress = progress
 
     def dipoles(self, atoms: Atoms, positions: np.ndarray) -> np.ndarray:
+        from ase.calculators.calculator import PropertyNotImplementedError
+
         x = np.asarray(positions, float).reshape(-1, len(atoms), 3)
         work = atoms.copy()
         work.calc = self.calc_factory()
         out = np.empty((len(x), 3))
         for f, pos in enumerate(x):
             work.positions = pos
-            out[f] = work.get_dipole_moment()
+            try:
+                out[f] = work.get_dipole_moment()
+            except PropertyNotImplementedError:
+                raise QdlabError(f"dipole source {self.name} gives no dipole (its calculator has no "
+                                 "'dipole' result)") from None
             if self.progress:
                 self.progress(f + 1, len(x))
+        return out
+
+
+class CheckpointedDipole:
+    """A per-frame dipole source (:class:`CalculatorDipole`) with a checkpoint: frames are evaluated
+    one at a time and each dipole (e·Å) is appended to ``path`` as one record (frame hash = SHA-256
+    of its positions, μ, CRC-32; 64 bytes, fsync'ed) behind a header with the key of the structure
+    (numbers, charge) and the source's name. A rerun (after a kill, or with other skip/stride
+    settings) reuses the frames found there and computes only the others; a torn last record (a
+    kill mid-write) or a damaged one ends the good prefix, which is kept; a checkpoint of another
+    structure or source is refused. ``progress(done, total)`` counts reused frames as done."""
+
+    MAGIC = b"QDLABDIP"
+    RECORD = 64
+
+    def __init__(self, source, path: str | os.PathLike, progress: Callable[[int, int], None] | None = None):
+        self.source = source
+        self.name = source.name
+        self.path = Path(path)
+        self.progress = progress
+        self.n_reused = 0
+        self.n_computed = 0
+
+    def key(self, atoms: Atoms) -> bytes:
+        """32 hex characters identifying the structure and the source."""
+        h = hashlib.sha256(np.ascontiguousarray(atoms.numbers, np.int64).tobytes())
+        h.update(f"{float(atoms.info.get('charge', 0)):.6g}|{self.name}".encode())
+        return h.hexdigest()[:32].encode()
+
+    @classmethod
+    def _pack(cls, head: bytes, values: np.ndarray) -> bytes:
+        body = head + np.asarray(values, "<f8").tobytes()  # 8 or 32 bytes + 24 bytes
+        return (body + np.int64(zlib.crc32(body)).tobytes()).ljust(cls.RECORD, b"\0")
+
+    def stored(self, atoms: Atoms) -> tuple[dict[bytes, np.ndarray], int]:
+        """(frame hash → dipole of the good records, byte length of the good prefix incl. header)."""
+        if not self.path.exists():
+            return {}, 0
+        data = self.path.read_bytes()
+        rec = self.RECORD
+        if len(data) < rec or data[:8] != self.MAGIC:
+            raise QdlabError(f"{self.path} is not a qdlab dipole checkpoint; remove it")
+        if data[8:40] != self.key(atoms):
+            raise QdlabError(f"{self.path} holds dipoles of another structure or dipole source; "
+                             "remove it or choose another output folder")
+        known = {}
+        for k in range(1, len(data) // rec):
+            r = data[k * rec:(k + 1) * rec]
+            if self._pack(r[:32], np.frombuffer(r[32:56], "<f8")) != r:
+                return known, k * rec  # torn or damaged: the records before it are good
+            known[r[:32]] = np.frombuffer(r[32:56], "<f8").copy()
+        return known, len(data) // rec * rec
+
+    def dipoles(self, atoms: Atoms, positions: np.ndarray) -> np.ndarray:
+        """(F, 3) e·Å; the checkpoint is locked against a second writer while frames are computed."""
+        from qdlab.store.locks import output_lock
+
+        x = np.ascontiguousarray(np.asarray(positions, float).reshape(-1, len(atoms), 3))
+        names = [hashlib.sha256(p.tobytes()).hexdigest()[:32].encode() for p in x]
+        out = np.empty((len(x), 3))
+        with output_lock(self.path, what="dipole checkpoint"):
+            known, good = self.stored(atoms)
+            with open(self.path, "r+b" if self.path.exists() else "wb") as fh:
+                fh.truncate(good)  # drop a torn tail before appending
+                fh.seek(good)
+                if good == 0:
+                    fh.write(self._pack(self.MAGIC + self.key(atoms), np.zeros(0)))
+                for f, name in enumerate(names):
+                    if name in known:
+                        out[f] = known[name]
+                        self.n_reused += 1
+                    else:
+                        out[f] = known[name] = np.asarray(self.source.dipoles(atoms, x[f:f + 1]), float)[0]
+                        fh.write(self._pack(name, out[f]))
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                        self.n_computed += 1
+                    if self.progress:
+                        self.progress(f + 1, len(x))
         return out
 
 
@@ -157,7 +250,8 @@ def xtb_dipole(method: str = "gfn2", charge: int | None = None) -> CalculatorDip
 
 def get_dipole_source(spec: str, atoms: Atoms, **options) -> DipoleSource:
     """``charges`` (the structure's initial charges), ``seed001`` (:func:`seed001_charges`),
-    ``xtb`` / ``gfn1`` / ``gfn2`` (tblite), or a path to a trained latent-charge model (.pt)."""
+    ``xtb`` / ``gfn1`` / ``gfn2`` (tblite), ``module:factory`` (any ASE calculator with a ``dipole``
+    result, one call per frame), or a path to a trained latent-charge model (.pt)."""
     key = spec.strip().lower()
     if key in ("charges", "initial", "initial_charges"):
         return ChargeDipole(initial_charges(atoms), name="charges")
@@ -165,6 +259,11 @@ def get_dipole_source(spec: str, atoms: Atoms, **options) -> DipoleSource:
         return ChargeDipole(seed001_charges(atoms, **options), name="seed001")
     if key in ("xtb", "gfn2", "gfn1"):
         return xtb_dipole("gfn1" if key == "gfn1" else "gfn2", **options)
+    from qdlab.engines.support import is_import_path, make_calculator
+
+    if is_import_path(spec.strip()) and not Path(os.path.expanduser(spec)).exists():
+        name = spec.strip()  # any ASE calculator with a 'dipole' result, by import path
+        return CalculatorDipole(lambda: make_calculator(name), name=name)
     path = Path(os.path.expanduser(spec))
     if path.suffix in (".pt", ".pth") or path.exists():
         from qdlab.engines.dipole_model import load_dipole_model

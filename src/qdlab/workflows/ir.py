@@ -100,22 +100,33 @@ def load_phonon_folder(folder: str | os.PathLike, structure: str | os.PathLike |
 
 def run_ir_md(trajectory: str | os.PathLike, out: str | os.PathLike, settings: IRMDSettings | None = None,
               progress: Callable[[int, int], None] | None = None) -> dict:
-    """Campaign step ``ir`` (MD path): spectrum, peaks, carboxylate bands and binding geometry."""
+    """Campaign step ``ir`` (MD path): spectrum, peaks, carboxylate bands and binding geometry.
+
+    Dipoles of per-frame sources (xTB, ``module:factory`` calculators) are checkpointed in
+    ``out/dipoles.ckpt`` after every frame; rerunning continues where a killed run stopped.
+    """
     from qdlab.analysis.ir import ir_md
-    from qdlab.analysis.ir_bands import carboxylate_bands
     from qdlab.analysis.trajectory import read_frames
-    from qdlab.engines.dipoles import CalculatorDipole, get_dipole_source
-    from qdlab.report.ir_plots import plot_ir
+    from qdlab.engines.dipoles import CheckpointedDipole, get_dipole_source
 
     s = settings or IRMDSettings()
     frames = read_frames(trajectory)
     atoms0 = frames[0]
+    o = Path(out)
     source = get_dipole_source(s.dipoles, atoms0)
-    if isinstance(source, CalculatorDipole):
-        source.progress = progress
+    if getattr(source, "per_frame", False):  # xTB & co.: dipoles kept frame by frame, a rerun resumes
+        source = CheckpointedDipole(source, o / "dipoles.ckpt", progress=progress)
     spec = ir_md(frames, source, temperature_K=s.temperature_K, resolution_cm1=s.resolution_cm1, window=s.window,
                  derivative=s.derivative, skip_ps=s.skip_ps, stride=s.stride, atoms=atoms0)
-    o = Path(out)
+    return _write_ir_md(o, s, spec, source, frames)
+
+
+def _write_ir_md(o: Path, s: IRMDSettings, spec, source, frames: list[Atoms]) -> dict:
+    """CSV, plots and the JSON summary of an MD spectrum (the returned dict)."""
+    from qdlab.analysis.ir_bands import carboxylate_bands
+    from qdlab.report.ir_plots import plot_ir
+
+    atoms0 = frames[0]
     m = (spec.frequencies_cm1 >= s.fmin_cm1) & (spec.frequencies_cm1 <= s.fmax_cm1)
     _csv(o / "ir_md.csv", ["wavenumber_cm1", "intensity", "classical"],
          [spec.frequencies_cm1[m], spec.intensity[m], spec.classical[m]])
@@ -128,6 +139,10 @@ def run_ir_md(trajectory: str | os.PathLike, out: str | os.PathLike, settings: I
     summary["bands"] = carboxylate_bands(spec)
     summary["binding_geometry"] = _binding(frames, s)
     summary["files"] = [str(o / n) for n in ("ir_md.csv", "ir_md.png", "ir_md_carboxylate.png", "ir_md.json")]
+    if hasattr(source, "n_reused"):
+        summary["dipole_frames"] = {"computed": source.n_computed, "reused": source.n_reused,
+                                    "checkpoint": str(source.path)}
+        summary["files"].append(str(source.path))
     write_text(o / "ir_md.json", json.dumps(summary, indent=2, default=float) + "\n")
     return summary
 
