@@ -41,7 +41,6 @@ app.command("binding")(binding_cli.binding_cmd)
 app.command("committee")(binding_cli.committee_cmd)
 app.command("md")(md_cli.md_cmd)
 app.add_typer(ir_cli.app, name="ir")
-app.command("thermal", hidden=True)(phonons_cli.thermal_cmd)  # old spelling of `phonons thermal`
 app.add_typer(analyze_app, name="analyze")
 app.add_typer(electronic_app, name="electronic")
 app.add_typer(learn_cli.dataset_app, name="dataset")
