@@ -32,20 +32,22 @@ def _prepare(out: Path, size: int, engine: str, fmax: float, log: Callable[[str]
     from ase.io import read
 
     from qdlab.build.recipes import PbSRecipe, build_pbs
-    from qdlab.engines import get_calculator
+    from qdlab.engines.spec import EngineSpec
     from qdlab.store.files import write_atoms
     from qdlab.workflows.phonon_io import write_phonon_outputs
     from qdlab.workflows.phonons import phonons
-    from qdlab.workflows.relax import relax
+    from qdlab.workflows.relax import RelaxSettings, run_relax
 
-    calc = get_calculator(engine)
+    spec = EngineSpec(name=engine)
+    calc = spec.calculator()
     ph_dir = out / "phonons"
     relaxed_path = ph_dir / "relaxed.extxyz"
     if not relaxed_path.exists():
         atoms = build_pbs(PbSRecipe(size=size, ligand="OAc", seed=0))
         write_atoms(out / "model.extxyz", atoms)
         log(f"relaxing {atoms.get_chemical_formula()} ({len(atoms)} atoms) with {engine}")
-        res = relax(atoms, calc, fmax=fmax, steps=3000, trajectory=out / "relax.traj")
+        # the relax workflow; rattle 0: the README's band tables were measured from the unrattled model
+        res = run_relax(atoms, calc, RelaxSettings(fmax=fmax, steps=3000, rattle_A=0.0), trajectory=out / "relax.traj")
         relaxed = res.atoms
         relaxed.constraints = []
         ph_dir.mkdir(parents=True, exist_ok=True)
@@ -53,11 +55,9 @@ def _prepare(out: Path, size: int, engine: str, fmax: float, log: Callable[[str]
     relaxed = read(relaxed_path)
     if not (ph_dir / "summary.json").exists():
         method = "analytic" if hasattr(calc, "get_hessian") else "fd"
-        from qdlab.engines.spec import EngineSpec
-
         log(f"Γ phonons ({method})")
         result = phonons(relaxed, calc, method=method, checkpoint=ph_dir / "hessian.ckpt",
-                         engine_spec=EngineSpec(name=engine))
+                         engine_spec=spec)
         write_phonon_outputs(relaxed, result, ph_dir)
     return relaxed, calc, ph_dir
 
