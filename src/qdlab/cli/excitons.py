@@ -64,7 +64,7 @@ VACUUM = typer.Option(8.0, "--vacuum", help="vacuum on every side, Bohr")
 REF = typer.Option(-5.1, "--ref", help="reference energy inside the gap, eV")
 MAXMEM = typer.Option(16.0, "--max-memory", help="refuse when the estimate exceeds this, GB")
 PHASE = typer.Option(None, "--phase", help="one Table S4 set for all atoms instead of the per-atom mixing")
-DEVICE = typer.Option("cpu", "--device", help="'cpu' (numpy) or a torch device, e.g. cuda")
+DEVICE = typer.Option("cpu", "--device", help="torch device of H·X (cpu, cuda) or 'numpy' (reference path)")
 
 
 @guarded
