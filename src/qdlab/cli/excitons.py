@@ -96,9 +96,14 @@ def states_cmd(structure: Path = typer.Argument(..., help="finite structure (xyz
 def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (xyz, extxyz, …)"),
                  spacing: float = SPACING, vacuum: float = VACUUM, ref: float = REF, max_memory: float = MAXMEM,
                  phase: str = PHASE, device: str = DEVICE,
-                 n_electrons: int = typer.Option(8, "--electrons", help="electron spinor states in the BSE"),
-                 n_holes: int = typer.Option(8, "--holes", help="hole spinor states in the BSE"),
+                 n_electrons: int = typer.Option(None, "--electrons",
+                                                 help="electron spinor states in the BSE (default: all computed, ≤ 60)"),
+                 n_holes: int = typer.Option(None, "--holes", help="hole spinor states in the BSE (default ≤ 60)"),
+                 n_states: int = typer.Option(8, "--states", help="spinor states computed on each side of the gap"),
                  eps: float = typer.Option(None, "--eps", help="dielectric constant (default 4.9, CsPbI3 ε∞)"),
+                 eps_xyz: tuple[float, float, float] = typer.Option(
+                     None, "--eps-xyz", help="anisotropic ε_x ε_y ε_z (seed's split kernel)"),
+                 coulomb: str = typer.Option("truncated", "--coulomb", help="cluster kernel: truncated | split"),
                  output: Path = typer.Option(Path("excitons"), "--output", "-o", help="work folder (checkpoints, plot)"),
                  as_json: bool = JSON_OPT) -> None:
     """Exciton fine structure (BSE, TDA): energies, ⟨S²⟩, bright–dark splitting, spectrum plot."""
@@ -107,12 +112,17 @@ def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (x
     from qdlab.workflows.excitons import ExcitonSettings, ExcitonUnit, evaluate_exciton_unit, rescreen
 
     atoms = load_structure(structure)
-    st = _settings(spacing, vacuum, n_holes, n_electrons, ref, max_memory, phase, device)
-    settings = ExcitonSettings(states=st, n_electrons=n_electrons, n_holes=n_holes, eps=eps or EPS_CSPBI3)
+    st = _settings(spacing, vacuum, max(n_states, n_holes or 0), max(n_states, n_electrons or 0), ref, max_memory,
+                   phase, device)
+    try:
+        settings = ExcitonSettings(states=st, n_electrons=n_electrons, n_holes=n_holes, eps=eps or EPS_CSPBI3,
+                                   eps_xyz=eps_xyz, coulomb=coulomb, max_memory_GB=max_memory)
+    except ValueError as exc:
+        raise QdlabError(f"bad BSE settings: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}") from exc
     name = structure.stem
     with console.status("states, BSE kernel, excitons…"):
         row = evaluate_exciton_unit(ExcitonUnit(name, atoms), settings, output)
-    plot = plot_excitons(rescreen(output, name, settings.eps), output / f"{name}.excitons.png")
+    plot = plot_excitons(rescreen(output, name, None if eps_xyz else settings.eps), output / f"{name}.excitons.png")
     row["plot"] = str(plot)
     if as_json:
         emit_json(row)
