@@ -53,6 +53,25 @@ class StatesSettings(BaseModel):
                            description="H·X in complex128 or complex64 (single: ≈1e-6 relative error)")
 
 
+#: CPU seconds of one fast H·X per spinor and grid point (torch, complex128, one core; measured on
+#: the n = 2 CsPbI3 cube, 80³ points: 0.080 s per spinor, machine shared by four sessions).
+HX_SECONDS_PER_POINT = 0.080 / 80**3
+#: H·X per state in the folded-spectrum LOBPCG (measured: PbI6 on 7³ points, 3874 for 4 wanted states;
+#: grows with the grid and with the density of states near the centre — a lower bound).
+HX_PER_STATE = 1000
+
+
+def states_seconds(n_points: int, n_states: int) -> float:
+    """Rough one-core time of the gap states (H·X count × time per H·X), seconds; a lower bound."""
+    return float(HX_PER_STATE * n_states * HX_SECONDS_PER_POINT * n_points)
+
+
+def grid_points(atoms: Atoms, s: "StatesSettings") -> int:
+    """Grid points of the box the structure gets with settings ``s``."""
+    cell, _ = box(atoms, s.vacuum_B)
+    return int(np.prod(grid_shape(cell, s.spacing_B)))
+
+
 def memory_estimate(n_points: int, n_states: int) -> dict:
     """Bytes of the state block (points × states × 16 B × 2 spinor) and with the filter's work copies."""
     states = n_points * n_states * 16 * 2
