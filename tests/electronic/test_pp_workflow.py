@@ -32,7 +32,8 @@ def test_cli_errors_are_one_line(tmp_path):
     r = CliRunner().invoke(app, ["bands", "cubic", "--method", "pseudopotential", "--ecut", "-1"])
     assert r.exit_code == 2
     write(tmp_path / "pbi6.xyz", PBI6)
-    r = CliRunner().invoke(app, ["excitons", str(tmp_path / "pbi6.xyz"), "--coulomb", "ewald", "-o", str(tmp_path / "x")])
+    r = CliRunner().invoke(app, ["excitons", str(tmp_path / "pbi6.xyz"), "--coulomb", "ewald",
+                                 "-o", str(tmp_path / "x")])
     assert r.exit_code == 2 and "error:" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
 

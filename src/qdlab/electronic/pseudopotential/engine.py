@@ -2,8 +2,9 @@
 
 The structure (Å) is centred in a box with ``vacuum_B`` Bohr of vacuum on every side, the spinor
 Hamiltonian is built on a grid of spacing ``spacing_B`` (0.5 Bohr default, seed 003), per-atom
-cubic↔orthorhombic weights come from the Pb–I–Pb angles, and the states nearest a reference
-energy inside the gap are found by Gaussian-filter (Chebyshev) subspace iteration. Before anything
+cubic↔orthorhombic weights come from the Pb–I–Pb angles, and the states on both sides of a reference
+energy inside the gap are found by folded-spectrum LOBPCG. H·X runs on the fast torch path
+(:mod:`.torch_apply`; CPU by default, ``device="cuda"`` on a GPU, ``device="numpy"`` the reference). Before anything
 large is allocated the memory is estimated and a too-large request is refused in one line.
 The converged states are checkpointed (npz, atomic write) and reused by a rerun with equal inputs.
 """
@@ -48,7 +49,7 @@ class StatesSettings(BaseModel):
     interpolate: bool = Field(True, description="per-atom cubic↔orthorhombic mixing from Pb–I–Pb angles")
     phase: str | None = Field(None, description="force one Table S4 set ('cubic'/'orthorhombic') instead")
     seed: int = 0
-    device: str = Field("cpu", description="torch device of H·X ('cpu', 'cuda'); 'numpy' = reference path")
+    device: str = Field("cpu", description="torch device of H·X (cpu, cuda); numpy = the reference path")
     precision: str = Field("double", pattern="^(double|single)$",
                            description="H·X in complex128 or complex64 (single: ≈1e-6 relative error)")
 
