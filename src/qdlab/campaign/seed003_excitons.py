@@ -107,7 +107,7 @@ def estimate(atoms, s: FineStructureSettings) -> dict:
     nb = min(s.n_states, s.n_bse or 60)
     mem = memory_estimate(n, nvec)["total_bytes"] / 1e9
     kern = kernel_cost(n, nb, nb)
-    hours = (states_seconds(n, 2 * s.n_states) + kern["seconds"]) / 3600
+    hours = (states_seconds(n, es.states) + kern["seconds"]) / 3600
     out = {"grid_points": n, "states_GB": mem, "kernel_GB": kern["bytes"] / 1e9, "hours": hours}
     if max(mem, out["kernel_GB"]) > s.max_memory_GB or hours > s.max_hours:
         raise QdlabError(f"{atoms.get_chemical_formula()} does not fit: {n} grid points (h {s.spacing_B:g} Bohr), "

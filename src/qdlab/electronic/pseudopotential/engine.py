@@ -57,14 +57,17 @@ class StatesSettings(BaseModel):
 #: CPU seconds of one fast H·X per spinor and grid point (torch, complex128, one core; measured on
 #: the n = 2 CsPbI3 cube, 80³ points: 0.080 s per spinor, machine shared by four sessions).
 HX_SECONDS_PER_POINT = 0.080 / 80**3
-#: H·X per state in the folded-spectrum LOBPCG (measured: PbI6 on 7³ points, 3874 for 4 wanted states;
-#: grows with the grid and with the density of states near the centre — a lower bound).
-HX_PER_STATE = 1000
+#: Solver wall time per H·X time: folded LOBPCG's block orthogonalisation on 2N-long vectors and the
+#: preconditioner FFTs (measured: H·X 33 % of the states time for Cs19Pb8I36 on an 18³ grid, 37 % of
+#: the CPU time for the n = 1 cube on 0.6 Bohr).
+SOLVER_OVERHEAD = 3.0
 
 
-def states_seconds(n_points: int, n_states: int) -> float:
-    """Rough one-core time of the gap states (H·X count × time per H·X), seconds; a lower bound."""
-    return float(HX_PER_STATE * n_states * HX_SECONDS_PER_POINT * n_points)
+def states_seconds(n_points: int, s: "StatesSettings", centres: int = 2) -> float:
+    """One-core time of the gap states, seconds: folded LOBPCG runs to its cap (10·maxiter iterations,
+    2 H·X per vector; every nanocrystal case measured did) for ``centres`` centres (1–3 seen)."""
+    n_hx = centres * 10 * s.maxiter * (s.n_below + s.n_above + s.extra) * 2
+    return float(n_hx * HX_SECONDS_PER_POINT * n_points * SOLVER_OVERHEAD)
 
 
 def grid_points(atoms: Atoms, s: "StatesSettings") -> int:
