@@ -84,6 +84,8 @@ def test_torch_apply_matches_numpy(small_grid):
     assert np.abs(fast(X) - ref).max() < 1e-12
     assert np.abs(fast(X[:, 0]) - ref[:, 0]).max() < 1e-12 and fast.n_apply == 6
     assert np.abs(TorchApply(H, "cpu", "single")(X) - ref).max() < 1e-5 * np.abs(ref).max()
+    with pytest.raises(QdlabError, match="unknown device"):
+        TorchApply(H, "gpu0")
     if not torch.cuda.is_available():
         with pytest.raises(QdlabError, match="no CUDA device"):
             TorchApply(H, "cuda")

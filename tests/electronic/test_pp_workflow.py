@@ -36,6 +36,8 @@ def test_cli_errors_are_one_line(tmp_path):
                                  "-o", str(tmp_path / "x")])
     assert r.exit_code == 2 and "error:" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+    r = CliRunner().invoke(app, ["states", str(tmp_path / "pbi6.xyz"), "--precision", "half"])
+    assert r.exit_code == 2 and "--precision must be double or single" in r.stderr
 
 
 @pytest.mark.slow

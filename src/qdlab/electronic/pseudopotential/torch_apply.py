@@ -62,7 +62,11 @@ class TorchApply:
             raise QdlabError(f"device {device!r} requested but no CUDA device is available; use --device cpu")
         if precision not in ("double", "single"):
             raise QdlabError(f"precision must be 'double' or 'single', got {precision!r}")
-        self.torch, self.dev, self.H = torch, torch.device(device), H
+        try:
+            dev = torch.device(device)
+        except RuntimeError as exc:
+            raise QdlabError(f"unknown device {device!r}: use cpu, cuda or numpy") from exc
+        self.torch, self.dev, self.H = torch, dev, H
         self.chunk = chunk or H.chunk
         self.real = torch.float64 if precision == "double" else torch.float32
         self.cplx = torch.complex128 if precision == "double" else torch.complex64
