@@ -131,7 +131,8 @@ def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (x
     if as_json:
         emit_json(row)
         return
-    t = Table(title=f"{row['formula']}: excitons (ε = {settings.eps:g}) → {plot}")
+    eps_txt = f"ε_xyz = {tuple(eps_xyz)}, split kernel" if eps_xyz else f"ε = {settings.eps:g}, {settings.coulomb} kernel"
+    t = Table(title=f"{row['formula']}: excitons ({eps_txt}) → {plot}")
     for c in ("E (eV)", "E−E₁ (meV)", "⟨S²⟩", "f_x", "f_y", "f_z"):
         t.add_column(c)
     for e, s2, f in zip(row["energies_eV"], row["s2"], row["oscillator_xyz"]):
