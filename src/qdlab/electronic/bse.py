@@ -167,15 +167,12 @@ def build_kernel(psi_c: np.ndarray, psi_v: np.ndarray, e_c: np.ndarray, e_v: np.
     vg = coulomb_kernel_g(cell_B, shape, coulomb)
     wg = vg if eps_xyz is None else coulomb_kernel_g(cell_B, shape, coulomb, eps_xyz)
     n = int(np.prod(shape))
-    rho_cc = np.einsum("asxyz,bsxyz->abxyz", psi_c.conj(), psi_c).reshape(nc * nc, *shape)
-    rho_vv = np.einsum("asxyz,bsxyz->abxyz", psi_v.conj(), psi_v).reshape(nv * nv, *shape)
-    rho_cv = np.einsum("asxyz,bsxyz->abxyz", psi_c.conj(), psi_v).reshape(nc * nv, *shape)
-    phi_vv = convolve(rho_vv, wg).reshape(nv, nv, n)  # [v', v] ← ρ_v'v
-    d4 = (rho_cc.reshape(nc * nc, n) @ phi_vv.reshape(nv * nv, n).T * dV).reshape(nc, nc, nv, nv)
+    rho_cc = np.einsum("asxyz,bsxyz->abxyz", psi_c.conj(), psi_c).reshape(nc * nc, n)
+    d4 = _dot_pair_potentials(rho_cc, psi_v, psi_v, wg, dV).reshape(nc, nc, nv, nv)  # [c, c', v', v]
+    del rho_cc
     direct = d4.transpose(0, 3, 1, 2).reshape(nc * nv, nc * nv)  # [c, v, c', v']
-    rho_vc = rho_cv.reshape(nc, nv, n).transpose(1, 0, 2).conj()  # ρ_v'c' = (ρ_c'v')*
-    phi_vc = convolve(rho_vc.reshape(nv * nc, *shape), vg).reshape(nv, nc, n)
-    x4 = (rho_cv.reshape(nc * nv, n) @ phi_vc.reshape(nv * nc, n).T * dV).reshape(nc, nv, nv, nc)
+    rho_cv = np.einsum("asxyz,bsxyz->abxyz", psi_c.conj(), psi_v).reshape(nc * nv, n)
+    x4 = _dot_pair_potentials(rho_cv, psi_v, psi_c, vg, dV).reshape(nc, nv, nv, nc)  # [c, v, v', c']
     exchange = x4.transpose(0, 1, 3, 2).reshape(nc * nv, nc * nv)
     r = _positions(cell_B, shape, origin_B)
     dip = np.einsum("asn,nk,bsn->bak", psi_v.conj().reshape(nv, 2, n), r,
@@ -186,6 +183,19 @@ def build_kernel(psi_c: np.ndarray, psi_v: np.ndarray, e_c: np.ndarray, e_v: np.
     return BSEKernel(np.asarray(e_c, float), np.asarray(e_v, float), 0.5 * (direct + direct.conj().T),
                      0.5 * (exchange + exchange.conj().T), dip.reshape(nc * nv, 3), spin_e,
                      -sv.transpose(0, 2, 1), np.zeros(0) if eps_xyz is None else np.asarray(eps_xyz, float))
+
+
+def _dot_pair_potentials(left: np.ndarray, psi_a: np.ndarray, psi_b: np.ndarray, vg: np.ndarray, dV: float,
+                         chunk: int = 8) -> np.ndarray:
+    """dV·Σ_r left_p(r) φ_ij(r) for φ_ij = v ∗ (ψ_a[i]†ψ_b[j]), columns i·len(ψ_b) + j; the pair
+    densities and their potentials are made ``chunk`` at a time (never all held)."""
+    na, nb = len(psi_a), len(psi_b)
+    out = np.empty((left.shape[0], na * nb), complex)
+    for s in range(0, na * nb, chunk):
+        js = np.arange(s, min(s + chunk, na * nb))
+        rho = np.einsum("ksxyz,ksxyz->kxyz", psi_a[js // nb].conj(), psi_b[js % nb])
+        out[:, js] = left @ convolve(rho, vg, chunk).reshape(len(js), -1).T * dV
+    return out
 
 
 def _positions(cell_B, shape, origin_B) -> np.ndarray:
@@ -202,14 +212,15 @@ FLOPS_PER_CORE = 1e9
 def kernel_cost(n_points: int, n_c: int, n_v: int, chunk: int = 8) -> dict:
     """Memory (bytes) and time (s, at :data:`FLOPS_PER_CORE`) of :func:`build_kernel` on one core.
 
-    Memory: the states (n_c + n_v spinors), the pair densities ρ_cc′, ρ_vv′, ρ_cv (and its conjugate
-    copy), the potentials φ_vv′, φ_vc and the padded FFT chunk, complex128. Time: (n_v² + n_c n_v)
+    Memory: the states (n_c + n_v spinors), the pair densities ρ_cc′ and ρ_cv, and the chunked hole-pair
+    potentials (padded FFT buffers), complex128. Time: (n_v² + n_c n_v)
     convolutions of two 8N-point FFTs (5·8N·log₂8N flop each) and the contractions
     (n_c² n_v² + (n_c n_v)²)·N complex multiply–adds (8 flop).
     """
     c16 = 16
-    pairs = n_c * n_c + 2 * n_v * n_v + 4 * n_c * n_v
-    mem = (pairs + 2 * (n_c + n_v)) * n_points * c16 + 2 * chunk * 8 * n_points * c16
+    pairs = n_c * n_c + n_c * n_v
+    ch = min(chunk, max(n_v * n_v, n_c * n_v))
+    mem = (pairs + 2 * (n_c + n_v)) * n_points * c16 + (3 * 8 + 2) * ch * n_points * c16
     big = 8 * n_points
     flops = (n_v * n_v + n_c * n_v) * 2 * 5 * big * np.log2(big) + 8 * n_points * (
         (n_c * n_v) ** 2 * 2)
