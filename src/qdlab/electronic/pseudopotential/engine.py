@@ -65,7 +65,8 @@ SOLVER_OVERHEAD = 3.0
 
 def states_seconds(n_points: int, s: "StatesSettings", centres: int = 2) -> float:
     """One-core time of the gap states, seconds: folded LOBPCG runs to its cap (10·maxiter iterations,
-    2 H·X per vector; every nanocrystal case measured did) for ``centres`` centres (1–3 seen)."""
+    at most 2 H·X per vector; every nanocrystal case measured did, using ≈ 2/3 of that bound:
+    Cs4PbI6 on 48³, 16 vectors, ≈ 12,500 H·X per centre) for ``centres`` centres (1–3 seen)."""
     n_hx = centres * 10 * s.maxiter * (s.n_below + s.n_above + s.extra) * 2
     return float(n_hx * HX_SECONDS_PER_POINT * n_points * SOLVER_OVERHEAD)
 
