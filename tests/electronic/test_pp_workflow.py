@@ -31,6 +31,13 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.exit_code == 2 and "error:" in r.stderr
     r = CliRunner().invoke(app, ["bands", "cubic", "--method", "pseudopotential", "--ecut", "-1"])
     assert r.exit_code == 2
+    write(tmp_path / "pbi6.xyz", PBI6)
+    r = CliRunner().invoke(app, ["excitons", str(tmp_path / "pbi6.xyz"), "--coulomb", "ewald",
+                                 "-o", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "error:" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+    r = CliRunner().invoke(app, ["states", str(tmp_path / "pbi6.xyz"), "--precision", "half"])
+    assert r.exit_code == 2 and "--precision must be double or single" in r.stderr
 
 
 @pytest.mark.slow
@@ -77,3 +84,19 @@ def test_cli_bands_cubic_json_and_output(tmp_path):
     assert me["x"] == pytest.approx(me["z"], rel=1e-6) and res["gap_eV"] > 0
     r = CliRunner().invoke(app, ["bands", "cubic", "--method", "tight-binding"])
     assert r.exit_code == 2
+
+
+def test_bse_default_basis_is_all_states_up_to_60_and_refuses_large(tmp_path):
+    """ExcitonSettings without sizes uses min(available, 60) electron/hole states (here the 2 + 2 that
+    exist); a kernel over the memory limit is refused in one line naming GB, hours and the limit."""
+    from qdlab.workflows.excitons import ExcitonSettings, ExcitonUnit, evaluate_exciton_unit
+
+    quick = TINY.model_copy(update={"tol_Ha": 1e-3, "device": "numpy"})
+    assert ExcitonSettings().bse_sizes(75, 80) == (60, 60) and ExcitonSettings().bse_sizes(7, 9) == (7, 9)
+    row = evaluate_exciton_unit(ExcitonUnit("pbi6", PBI6), ExcitonSettings(states=quick), tmp_path)
+    assert (row["n_electrons"], row["n_holes"]) == (2, 2) and len(row["energies_eV"]) == 4
+    assert row["kernel_estimate"]["bytes"] > 0
+    with pytest.raises(QdlabError) as err:  # the states are reused from the checkpoint; the kernel is refused
+        evaluate_exciton_unit(ExcitonUnit("pbi6", PBI6), ExcitonSettings(states=quick, max_memory_GB=1e-6), tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and "BSE kernel estimate" in msg and "limit 1e-06 GB" in msg

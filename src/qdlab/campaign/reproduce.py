@@ -201,6 +201,7 @@ _SUMMARY_STEP = {"seed000-fig5": "peaks", "seed000-fig7": "rmsf", "seed004-rmsf-
 def _library_targets() -> dict[str, tuple[str, Callable[..., dict]]]:
     """Targets run by a library function instead of a campaign (no campaign step for them yet)."""
     from qdlab.campaign import reproduce_binding as rb
+    from qdlab.campaign import seed003_excitons as s3
     from qdlab.campaign.seed001_ir import reproduce_seed001_ir
 
     return {"seed001-ir": ("acetate IR bands of OAc-capped PbS (relax → Γ modes → harmonic IR with seed 001 charges) "
@@ -215,7 +216,13 @@ def _library_targets() -> dict[str, tuple[str, Callable[..., dict]]]:
             "seed000-fig6": ("M1 of PhS/MA, BzO/MA, PhP/MA vs bare (50 %) ± committee spread",
                              lambda out, sizes, engine, quick, passivations, log, progress: rb.reproduce_fig6(
                                  out, sizes=sizes or (1,), engine=engine if ":" in engine else f"{engine}:0.3.0",
-                                 systems=(["bare", *passivations] if passivations else None), quick=quick, log=log))}
+                                 systems=(["bare", *passivations] if passivations else None), quick=quick, log=log)),
+            s3.TARGET: ("CsPbI3 exciton fine structure (pseudopotential states + BSE) of classical-FF-relaxed cubic/"
+                        "orthorhombic cubes and a cuboid; --sizes cube edges, --passivations shapes "
+                        "(cubic,orthorhombic,cuboid), --spacing Bohr; the engine is always the seed's force field",
+                        lambda out, sizes, engine, quick, passivations, log, progress, spacing_B=None:
+                        s3.reproduce_seed003(out, s3.settings_for(sizes, quick, passivations, spacing_B), log=log,
+                                             progress=progress))}
 
 
 def target_spec(target: str, out: str | Path, *, sizes=None, engine: str = "chgnet", quick: bool = False,
@@ -237,15 +244,19 @@ def target_spec(target: str, out: str | Path, *, sizes=None, engine: str = "chgn
 
 def reproduce(target: str, out: str | Path, *, sizes=None, engine: str = "chgnet", workers: int = 2,
               scheduler: str | None = None, store: str | None = None, quick: bool = False,
-              passivations: list[str] | None = None, log=None, progress=None) -> dict:
+              passivations: list[str] | None = None, log=None, progress=None,
+              spacing_B: float | None = None) -> dict:
     """Run (or resume) the campaign of ``target``, write ``out/<target>.html`` and return the table
     of our numbers beside the published ones plus the trend checks."""
     from qdlab.report.html import write_report
 
     library = _library_targets()
+    if spacing_B is not None and target != "seed003-fine-structure":
+        raise QdlabError("--spacing applies to seed003-fine-structure only")
     if target in library:
+        extra = {"spacing_B": spacing_B} if spacing_B is not None else {}
         res = library[target][1](out, sizes, engine, quick, passivations, None,
-                                 (lambda d, t: progress(d, t, None)) if progress else None)
+                                 (lambda d, t: progress(d, t, None)) if progress else None, **extra)
         return {"target": target, "engine": engine, **res}
     spec = target_spec(target, out, sizes=sizes, engine=engine, quick=quick, workers=workers, scheduler=scheduler,
                        store=store, passivations=passivations)

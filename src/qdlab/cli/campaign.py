@@ -266,6 +266,7 @@ def reproduce_cmd(target: str = typer.Argument(..., help="seed000-fig5 | seed000
                   quick: bool = typer.Option(False, "--quick", help="Short relaxations/MD (tests, laptops)."),
                   passivations: str = typer.Option(None, "--passivations",
                                                    help="Subset of the target's systems, e.g. bare,MA."),
+                  spacing: float = typer.Option(None, "--spacing", help="Grid spacing, Bohr (seed003-fine-structure)."),
                   as_json: bool = JSON_OPT) -> None:
     """Run the campaign behind a published figure or table and print our numbers beside the paper's."""
     from qdlab.campaign import reproduce as rp
@@ -283,7 +284,7 @@ def reproduce_cmd(target: str = typer.Argument(..., help="seed000-fig5 | seed000
         task = bar.add_task(target, total=None)
         res = rp.reproduce(target, out, sizes=size_list, engine=engine, workers=workers, scheduler=scheduler,
                            store=store, quick=quick, log=log,
-                           passivations=passivations.split(",") if passivations else None,
+                           passivations=passivations.split(",") if passivations else None, spacing_B=spacing,
                            progress=lambda d, t, s: bar.update(task, completed=d, total=t))
     if as_json:
         emit_json(res)

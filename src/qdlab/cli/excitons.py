@@ -52,11 +52,13 @@ def pp_bands(cell: str, *, phase: str | None = None, ecut: float = 6.0, kpoint: 
                   f"m_h {res.m_h:.3f}, m_e {res.m_e:.3f} m_e (E_cut {ecut:g} Ha, {res.n_pw} plane waves)")
 
 
-def _settings(spacing, vacuum, n_below, n_above, ref, max_memory, phase, device="cpu"):
+def _settings(spacing, vacuum, n_below, n_above, ref, max_memory, phase, device="cpu", precision="double"):
     from qdlab.electronic.pseudopotential.engine import StatesSettings
 
+    if precision not in ("double", "single"):
+        raise QdlabError(f"--precision must be double or single, not {precision!r}")
     return StatesSettings(spacing_B=spacing, vacuum_B=vacuum, n_below=n_below, n_above=n_above, ref_eV=ref,
-                          max_memory_GB=max_memory, phase=phase, device=device)
+                          max_memory_GB=max_memory, phase=phase, device=device, precision=precision)
 
 
 SPACING = typer.Option(0.5, "--spacing", help="grid spacing, Bohr")
@@ -64,7 +66,8 @@ VACUUM = typer.Option(8.0, "--vacuum", help="vacuum on every side, Bohr")
 REF = typer.Option(-5.1, "--ref", help="reference energy inside the gap, eV")
 MAXMEM = typer.Option(16.0, "--max-memory", help="refuse when the estimate exceeds this, GB")
 PHASE = typer.Option(None, "--phase", help="one Table S4 set for all atoms instead of the per-atom mixing")
-DEVICE = typer.Option("cpu", "--device", help="'cpu' (numpy) or a torch device, e.g. cuda")
+DEVICE = typer.Option("cpu", "--device", help="torch device of H·X (cpu, cuda) or 'numpy' (reference path)")
+PRECISION = typer.Option("double", "--precision", help="H·X in double or single (≈1e-6 relative) precision")
 
 
 @guarded
@@ -73,13 +76,14 @@ def states_cmd(structure: Path = typer.Argument(..., help="finite structure (xyz
                n_below: int = typer.Option(8, "--holes", help="occupied spinor states"),
                n_above: int = typer.Option(8, "--electrons", help="empty spinor states"),
                ref: float = REF, max_memory: float = MAXMEM, phase: str = PHASE, device: str = DEVICE,
+               precision: str = PRECISION,
                output: Path = typer.Option(Path("states.npz"), "--output", "-o", help="states checkpoint (npz)"),
                as_json: bool = JSON_OPT) -> None:
     """Spinor states near the gap of a nanocrystal on a real-space grid (checkpointed, reused)."""
     from qdlab.electronic.pseudopotential.engine import nanocrystal_states
 
     atoms = load_structure(structure)
-    s = _settings(spacing, vacuum, n_below, n_above, ref, max_memory, phase, device)
+    s = _settings(spacing, vacuum, n_below, n_above, ref, max_memory, phase, device, precision)
     with console.status("states near the gap (folded-spectrum LOBPCG)…"):
         gs = nanocrystal_states(atoms, s, checkpoint=output)
     st = gs.states
@@ -95,10 +99,15 @@ def states_cmd(structure: Path = typer.Argument(..., help="finite structure (xyz
 @guarded
 def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (xyz, extxyz, …)"),
                  spacing: float = SPACING, vacuum: float = VACUUM, ref: float = REF, max_memory: float = MAXMEM,
-                 phase: str = PHASE, device: str = DEVICE,
-                 n_electrons: int = typer.Option(8, "--electrons", help="electron spinor states in the BSE"),
-                 n_holes: int = typer.Option(8, "--holes", help="hole spinor states in the BSE"),
+                 phase: str = PHASE, device: str = DEVICE, precision: str = PRECISION,
+                 n_electrons: int = typer.Option(None, "--electrons",
+                                                 help="electron spinor states in the BSE (default: all computed, ≤ 60)"),
+                 n_holes: int = typer.Option(None, "--holes", help="hole spinor states in the BSE (default ≤ 60)"),
+                 n_states: int = typer.Option(8, "--states", help="spinor states computed on each side of the gap"),
                  eps: float = typer.Option(None, "--eps", help="dielectric constant (default 4.9, CsPbI3 ε∞)"),
+                 eps_xyz: tuple[float, float, float] = typer.Option(
+                     None, "--eps-xyz", help="anisotropic ε_x ε_y ε_z (seed's split kernel)"),
+                 coulomb: str = typer.Option("truncated", "--coulomb", help="cluster kernel: truncated | split"),
                  output: Path = typer.Option(Path("excitons"), "--output", "-o", help="work folder (checkpoints, plot)"),
                  as_json: bool = JSON_OPT) -> None:
     """Exciton fine structure (BSE, TDA): energies, ⟨S²⟩, bright–dark splitting, spectrum plot."""
@@ -107,17 +116,23 @@ def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (x
     from qdlab.workflows.excitons import ExcitonSettings, ExcitonUnit, evaluate_exciton_unit, rescreen
 
     atoms = load_structure(structure)
-    st = _settings(spacing, vacuum, n_holes, n_electrons, ref, max_memory, phase, device)
-    settings = ExcitonSettings(states=st, n_electrons=n_electrons, n_holes=n_holes, eps=eps or EPS_CSPBI3)
+    st = _settings(spacing, vacuum, max(n_states, n_holes or 0), max(n_states, n_electrons or 0), ref, max_memory,
+                   phase, device, precision)
+    try:
+        settings = ExcitonSettings(states=st, n_electrons=n_electrons, n_holes=n_holes, eps=eps or EPS_CSPBI3,
+                                   eps_xyz=eps_xyz, coulomb=coulomb, max_memory_GB=max_memory)
+    except ValueError as exc:
+        raise QdlabError(f"bad BSE settings: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}") from exc
     name = structure.stem
     with console.status("states, BSE kernel, excitons…"):
         row = evaluate_exciton_unit(ExcitonUnit(name, atoms), settings, output)
-    plot = plot_excitons(rescreen(output, name, settings.eps), output / f"{name}.excitons.png")
+    plot = plot_excitons(rescreen(output, name, None if eps_xyz else settings.eps), output / f"{name}.excitons.png")
     row["plot"] = str(plot)
     if as_json:
         emit_json(row)
         return
-    t = Table(title=f"{row['formula']}: excitons (ε = {settings.eps:g}) → {plot}")
+    eps_txt = f"ε_xyz = {tuple(eps_xyz)}, split kernel" if eps_xyz else f"ε = {settings.eps:g}, {settings.coulomb} kernel"
+    t = Table(title=f"{row['formula']}: excitons ({eps_txt}) → {plot}")
     for c in ("E (eV)", "E−E₁ (meV)", "⟨S²⟩", "f_x", "f_y", "f_z"):
         t.add_column(c)
     for e, s2, f in zip(row["energies_eV"], row["s2"], row["oscillator_xyz"]):

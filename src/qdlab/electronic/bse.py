@@ -5,8 +5,15 @@ H_{cv,c′v′} = (E_c − E_v) δ_cc′ δ_vv′ − D_{cv,c′v′}/ε + X_{cv
 - direct  D = ∫∫ ψ_c*(r)·ψ_c′(r) v(r−r′) ψ_v′*(r′)·ψ_v(r′)  (static screening 1/ε, ε a parameter);
 - exchange X = ∫∫ ψ_c*(r)·ψ_v(r) v(r−r′) ψ_v′*(r′)·ψ_c′(r′) with the bare Coulomb interaction;
 "·" is the spinor inner product at one point. v is the Coulomb interaction of an isolated system:
-the box is zero-padded to twice its size and 4π(1 − cos(G R_c))/G² is used with R_c the padded
-half-width (spherical truncation, exact for charges inside the original box).
+the box is zero-padded to twice its size and either (``coulomb="truncated"``, default)
+4π(1 − cos(G R_c))/G² is used with R_c the padded half-width (spherical truncation, exact for charges
+inside the original box), or (``coulomb="split"``, the seed's method code) the kernel is split as
+erf(γr)/r — smooth, sampled in real space on the padded box (Hockney) — plus the short-range part
+4π[1 − e^{−q²/4γ²}]/q² in reciprocal space, γ = 7/(2·min box length) (SCIENCE.md §9).
+Screening: isotropic ε (default ε∞ = 4.9; the direct term is stored bare and divided by ε, so ε can
+change without recomputing integrals), or anisotropic ``eps_xyz`` through the split kernel with
+q̃² = ε_x q_x² + ε_y q_y² + ε_z q_z² (W(q) = 4π[1 − e^{−q̃²/4γ²}]/q̃² + its erf partner; the direct
+integrals then depend on ε and are recomputed for another ε_xyz, the states are not).
 Hole spins are those of time-reversed states, s^h_vv′ = −⟨ψ_v′|σ/2|ψ_v⟩ (seed 003 eqs. 24–26), so
 an exciton's ⟨S²⟩ is 0 for a singlet and 2 for a triplet. The bare kernels are stored, so the
 screening ε can be changed without recomputing states or integrals.
@@ -18,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.fft as sfft
+from scipy.special import erf
 
 from qdlab.electronic.pseudopotential.params import HARTREE_EV
 
@@ -41,18 +49,66 @@ def coulomb_g(cell_B: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     return v
 
 
-def convolve(rho: np.ndarray, vg: np.ndarray) -> np.ndarray:
+def split_coulomb_g(cell_B: np.ndarray, shape: tuple[int, int, int],
+                    eps_xyz: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """Seed 003's cluster kernel on the zero-padded (2×) grid, screened by a diagonal ε tensor.
+
+    W(r) = 1/(√det ε · r̃), r̃² = Σ x_i²/ε_i, split as erf(γ r̃)/(√det ε r̃) — sampled in real space
+    with the minimum image of the padded box, FFT × dV — plus 4π[1 − e^{−q̃²/4γ²}]/q̃² (q̃² = Σ ε_i q_i²,
+    q → 0 limit π/γ²), γ = 7/(2·min box length) of the original box. Orthorhombic boxes (Bohr).
+    """
+    from qdlab.electronic.pseudopotential.hamiltonian import g_vectors
+
+    cell = np.asarray(cell_B, float)
+    if np.abs(cell - np.diag(np.diag(cell))).max() > 1e-12:
+        raise ValueError("the split Coulomb kernel needs an orthorhombic box")
+    eps = np.asarray(eps_xyz, float)
+    gamma = 7.0 / (2.0 * np.min(np.diag(cell)))
+    big = tuple(2 * n for n in shape)
+    cell2 = 2.0 * cell
+    axes = [np.fft.fftfreq(n) * L for n, L in zip(big, np.diag(cell2))]  # minimum-image coordinates
+    r2 = sum(a[idx] ** 2 / e for a, e, idx in zip(axes, eps, np.ix_(*[np.arange(n) for n in big])))
+    rt = np.sqrt(r2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where(rt > 0, erf(gamma * rt) / np.where(rt > 0, rt, 1.0), 2.0 * gamma / np.sqrt(np.pi))
+    dV = np.prod(np.diag(cell2)) / np.prod(big)
+    long = np.real(sfft.fftn(f / np.sqrt(np.prod(eps)))) * dV
+    q2 = np.sum(g_vectors(cell2, big) ** 2 * eps, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        short = 4.0 * np.pi * -np.expm1(-q2 / (4.0 * gamma**2)) / q2
+    short[0, 0, 0] = np.pi / gamma**2
+    return long + short
+
+
+def coulomb_kernel_g(cell_B: np.ndarray, shape: tuple[int, int, int], coulomb: str = "truncated",
+                     eps_xyz: tuple[float, float, float] | None = None) -> np.ndarray:
+    """The padded-grid interaction: ``truncated`` (bare, spherical truncation) or ``split`` (erf split,
+    screened by ``eps_xyz`` when given)."""
+    if coulomb == "truncated":
+        if eps_xyz is not None:
+            raise ValueError("anisotropic ε needs coulomb='split'")
+        return coulomb_g(cell_B, shape)
+    if coulomb == "split":
+        return split_coulomb_g(cell_B, shape, (1.0, 1.0, 1.0) if eps_xyz is None else eps_xyz)
+    raise ValueError(f"coulomb must be 'truncated' or 'split', got {coulomb!r}")
+
+
+def convolve(rho: np.ndarray, vg: np.ndarray, chunk: int = 8) -> np.ndarray:
     """φ(r) = ∫ v(r−r′) ρ(r′) dr′ on the original grid for a stack ρ of shape (m, *shape).
 
     With ρ̃(G) = dV·FFT(ρ) and φ = Ω⁻¹ Σ_G v(G) ρ̃(G) e^{iGr} on the padded box (Ω = N·dV) the
-    volume factors cancel: φ = IFFT(v·FFT(ρ)).
+    volume factors cancel: φ = IFFT(v·FFT(ρ)). ``chunk`` densities are padded at a time.
     """
     shape = rho.shape[1:]
-    big = vg.shape
-    pad = np.zeros((rho.shape[0],) + big, complex)
-    pad[:, : shape[0], : shape[1], : shape[2]] = rho
-    out = sfft.ifftn(sfft.fftn(pad, axes=(1, 2, 3)) * vg[None], axes=(1, 2, 3))
-    return out[:, : shape[0], : shape[1], : shape[2]]
+    out = np.empty(rho.shape, complex)
+    pad = np.zeros((min(chunk, len(rho)),) + vg.shape, complex)
+    for s in range(0, len(rho), chunk):
+        blk = rho[s:s + chunk]
+        pad[:] = 0.0
+        pad[: len(blk), : shape[0], : shape[1], : shape[2]] = blk
+        got = sfft.ifftn(sfft.fftn(pad[: len(blk)], axes=(1, 2, 3)) * vg[None], axes=(1, 2, 3))
+        out[s:s + chunk] = got[:, : shape[0], : shape[1], : shape[2]]
+    return out
 
 
 @dataclass(frozen=True)
@@ -70,14 +126,20 @@ class BSEKernel:
     dipoles: np.ndarray
     spin_e: np.ndarray
     spin_h: np.ndarray
+    eps_xyz: np.ndarray = field(default_factory=lambda: np.zeros(0))  # set: direct already screened
 
     @property
     def pair_energies(self) -> np.ndarray:
         return (self.e_c[:, None] - self.e_v[None, :]).ravel()
 
+    @property
+    def anisotropic(self) -> bool:
+        return bool(np.asarray(self.eps_xyz).size)
+
     def hamiltonian(self, eps: float) -> np.ndarray:
-        """Dense TDA matrix for screening ε (Hartree)."""
-        return np.diag(self.pair_energies) - self.direct / eps + self.exchange
+        """Dense TDA matrix (Hartree): direct screened by 1/ε, or as stored when built with eps_xyz."""
+        direct = self.direct if self.anisotropic else self.direct / eps
+        return np.diag(self.pair_energies) - direct + self.exchange
 
     def s2_matrix(self) -> np.ndarray:
         """Total exciton spin S² = Σ_α (s^e_α ⊗ 1 + 1 ⊗ s^h_α)² in the pair basis."""
@@ -93,21 +155,24 @@ def spinor_grid(vectors: np.ndarray, shape) -> np.ndarray:
 
 
 def build_kernel(psi_c: np.ndarray, psi_v: np.ndarray, e_c: np.ndarray, e_v: np.ndarray,
-                 cell_B: np.ndarray, dV: float, origin_B: np.ndarray | None = None) -> BSEKernel:
-    """Direct and exchange integrals of grid spinors ψ (k, 2, *shape), normalised Σ|ψ|² dV = 1."""
+                 cell_B: np.ndarray, dV: float, origin_B: np.ndarray | None = None,
+                 coulomb: str = "truncated", eps_xyz: tuple[float, float, float] | None = None) -> BSEKernel:
+    """Direct and exchange integrals of grid spinors ψ (k, 2, *shape), normalised Σ|ψ|² dV = 1.
+
+    Exchange with the bare kernel ``coulomb``; the direct term bare (isotropic screening later) or,
+    with ``eps_xyz``, screened by the anisotropic split kernel.
+    """
     shape = psi_c.shape[2:]
     nc, nv = len(psi_c), len(psi_v)
-    vg = coulomb_g(cell_B, shape)
+    vg = coulomb_kernel_g(cell_B, shape, coulomb)
+    wg = vg if eps_xyz is None else coulomb_kernel_g(cell_B, shape, coulomb, eps_xyz)
     n = int(np.prod(shape))
-    rho_cc = np.einsum("asxyz,bsxyz->abxyz", psi_c.conj(), psi_c).reshape(nc * nc, *shape)
-    rho_vv = np.einsum("asxyz,bsxyz->abxyz", psi_v.conj(), psi_v).reshape(nv * nv, *shape)
-    rho_cv = np.einsum("asxyz,bsxyz->abxyz", psi_c.conj(), psi_v).reshape(nc * nv, *shape)
-    phi_vv = convolve(rho_vv, vg).reshape(nv, nv, n)  # [v', v] ← ρ_v'v
-    d4 = (rho_cc.reshape(nc * nc, n) @ phi_vv.reshape(nv * nv, n).T * dV).reshape(nc, nc, nv, nv)
+    rho_cc = np.einsum("asxyz,bsxyz->abxyz", psi_c.conj(), psi_c).reshape(nc * nc, n)
+    d4 = _dot_pair_potentials(rho_cc, psi_v, psi_v, wg, dV).reshape(nc, nc, nv, nv)  # [c, c', v', v]
+    del rho_cc
     direct = d4.transpose(0, 3, 1, 2).reshape(nc * nv, nc * nv)  # [c, v, c', v']
-    rho_vc = rho_cv.reshape(nc, nv, n).transpose(1, 0, 2).conj()  # ρ_v'c' = (ρ_c'v')*
-    phi_vc = convolve(rho_vc.reshape(nv * nc, *shape), vg).reshape(nv, nc, n)
-    x4 = (rho_cv.reshape(nc * nv, n) @ phi_vc.reshape(nv * nc, n).T * dV).reshape(nc, nv, nv, nc)
+    rho_cv = np.einsum("asxyz,bsxyz->abxyz", psi_c.conj(), psi_v).reshape(nc * nv, n)
+    x4 = _dot_pair_potentials(rho_cv, psi_v, psi_c, vg, dV).reshape(nc, nv, nv, nc)  # [c, v, v', c']
     exchange = x4.transpose(0, 1, 3, 2).reshape(nc * nv, nc * nv)
     r = _positions(cell_B, shape, origin_B)
     dip = np.einsum("asn,nk,bsn->bak", psi_v.conj().reshape(nv, 2, n), r,
@@ -117,7 +182,20 @@ def build_kernel(psi_c: np.ndarray, psi_v: np.ndarray, e_c: np.ndarray, e_v: np.
     sv = np.einsum("asn,kst,btn->kab", psi_v.conj().reshape(nv, 2, n), sig, psi_v.reshape(nv, 2, n)) * dV
     return BSEKernel(np.asarray(e_c, float), np.asarray(e_v, float), 0.5 * (direct + direct.conj().T),
                      0.5 * (exchange + exchange.conj().T), dip.reshape(nc * nv, 3), spin_e,
-                     -sv.transpose(0, 2, 1))
+                     -sv.transpose(0, 2, 1), np.zeros(0) if eps_xyz is None else np.asarray(eps_xyz, float))
+
+
+def _dot_pair_potentials(left: np.ndarray, psi_a: np.ndarray, psi_b: np.ndarray, vg: np.ndarray, dV: float,
+                         chunk: int = 8) -> np.ndarray:
+    """dV·Σ_r left_p(r) φ_ij(r) for φ_ij = v ∗ (ψ_a[i]†ψ_b[j]), columns i·len(ψ_b) + j; the pair
+    densities and their potentials are made ``chunk`` at a time (never all held)."""
+    na, nb = len(psi_a), len(psi_b)
+    out = np.empty((left.shape[0], na * nb), complex)
+    for s in range(0, na * nb, chunk):
+        js = np.arange(s, min(s + chunk, na * nb))
+        rho = np.einsum("ksxyz,ksxyz->kxyz", psi_a[js // nb].conj(), psi_b[js % nb])
+        out[:, js] = left @ convolve(rho, vg, chunk).reshape(len(js), -1).T * dV
+    return out
 
 
 def _positions(cell_B, shape, origin_B) -> np.ndarray:
@@ -125,6 +203,40 @@ def _positions(cell_B, shape, origin_B) -> np.ndarray:
     r = m @ np.asarray(cell_B)
     centre = r.mean(0) if origin_B is None else np.asarray(origin_B)
     return r - centre
+
+
+#: Sustained rate assumed by the BSE time estimate (one CPU core, numpy/pocketfft), flop/s.
+FLOPS_PER_CORE = 1e9
+
+
+def kernel_cost(n_points: int, n_c: int, n_v: int, chunk: int = 8) -> dict:
+    """Memory (bytes) and time (s, at :data:`FLOPS_PER_CORE`) of :func:`build_kernel` on one core.
+
+    Memory: the states (n_c + n_v spinors), the pair densities ρ_cc′ and ρ_cv, and the chunked hole-pair
+    potentials (padded FFT buffers), complex128. Time: (n_v² + n_c n_v)
+    convolutions of two 8N-point FFTs (5·8N·log₂8N flop each) and the contractions
+    (n_c² n_v² + (n_c n_v)²)·N complex multiply–adds (8 flop).
+    """
+    c16 = 16
+    pairs = n_c * n_c + n_c * n_v
+    ch = min(chunk, max(n_v * n_v, n_c * n_v))
+    mem = (pairs + 2 * (n_c + n_v)) * n_points * c16 + (3 * 8 + 2) * ch * n_points * c16
+    big = 8 * n_points
+    flops = (n_v * n_v + n_c * n_v) * 2 * 5 * big * np.log2(big) + 8 * n_points * (
+        (n_c * n_v) ** 2 * 2)
+    return {"bytes": int(mem), "seconds": float(flops / FLOPS_PER_CORE)}
+
+
+def check_kernel_size(n_points: int, n_c: int, n_v: int, limit_GB: float) -> dict:
+    """Refuse (one line, with the estimate) a BSE kernel whose memory exceeds ``limit_GB``."""
+    from qdlab.errors import QdlabError
+
+    cost = kernel_cost(n_points, n_c, n_v)
+    if cost["bytes"] > limit_GB * 1e9:
+        raise QdlabError(f"BSE kernel estimate {cost['bytes'] / 1e9:.1f} GB and ≈{cost['seconds'] / 3600:.1f} h "
+                         f"on one core ({n_c} electron × {n_v} hole states on {n_points} grid points) "
+                         f"exceeds the limit {limit_GB:g} GB; use fewer states (--electrons/--holes)")
+    return cost
 
 
 @dataclass(frozen=True)
@@ -162,6 +274,10 @@ def solve_bse(kernel: BSEKernel, eps: float = EPS_CSPBI3, n_excitons: int | None
     amp = A.T @ kernel.dipoles  # ⟨0|r|X⟩ = Σ A_cv ⟨v|r|c⟩
     osc = 2.0 * w[:, None] * np.abs(amp) ** 2
     eb = np.real(np.einsum("pi,p,pi->i", A.conj(), kernel.pair_energies, A)) - w
+    if kernel.anisotropic:  # ε of the stored kernel; the geometric mean reported as the scalar ε
+        exy = np.asarray(kernel.eps_xyz, float)
+        return Excitons(w * HARTREE_EV, eb * HARTREE_EV, s2, osc, A, float(np.prod(exy) ** (1 / 3)),
+                        {"eps_xyz": exy.tolist()})
     return Excitons(w * HARTREE_EV, eb * HARTREE_EV, s2, osc, A, float(eps))
 
 

@@ -21,20 +21,39 @@ import numpy as np
 from ase import Atoms
 from pydantic import BaseModel, Field
 
-from qdlab.electronic.bse import EPS_CSPBI3, BSEKernel, Excitons, build_kernel, fine_structure, solve_bse
+from qdlab.electronic.bse import (EPS_CSPBI3, BSEKernel, Excitons, build_kernel, check_kernel_size,
+                                  fine_structure, solve_bse)
 from qdlab.electronic.pseudopotential.engine import GridStates, StatesSettings, nanocrystal_states
 from qdlab.electronic.pseudopotential.params import HARTREE_EV
+from qdlab.errors import QdlabError
 from qdlab.store.files import atomic_path, write_text
 
 
+#: BSE basis when none is asked: the seed's 60 (of 60–80) electron and hole states, or all there are.
+DEFAULT_BSE_STATES = 60
+
+
 class ExcitonSettings(BaseModel):
-    """Settings of the exciton workflow (shared by CLI, API and a campaign step ``excitons``)."""
+    """Settings of the exciton workflow (shared by CLI, API and a campaign step ``excitons``).
+
+    ``n_electrons``/``n_holes`` None: min(states available, 60) (seed 003 used 60–80). Screening:
+    isotropic ``eps`` (default 4.9, the truncated bare kernel) unless ``eps_xyz`` is given, which
+    uses the seed's erf-split kernel with the anisotropic q̃² (``coulomb="split"`` is implied).
+    """
 
     states: StatesSettings = Field(default_factory=StatesSettings)
-    n_electrons: int = Field(8, ge=1, description="electron spinor states in the BSE (seed: 60–80)")
-    n_holes: int = Field(8, ge=1, description="hole spinor states in the BSE")
+    n_electrons: int | None = Field(None, ge=1, description="electron spinor states in the BSE (None: ≤ 60)")
+    n_holes: int | None = Field(None, ge=1, description="hole spinor states in the BSE (None: ≤ 60)")
     eps: float = Field(EPS_CSPBI3, gt=0, description="static (high-frequency) dielectric constant")
+    eps_xyz: tuple[float, float, float] | None = Field(None, description="anisotropic ε_x, ε_y, ε_z")
+    coulomb: str = Field("truncated", pattern="^(truncated|split)$", description="cluster Coulomb kernel")
+    max_memory_GB: float = Field(16.0, gt=0, description="refuse a BSE kernel above this estimate")
     broadening_eV: float = Field(0.01, gt=0)
+
+    def bse_sizes(self, n_empty: int, n_occupied: int) -> tuple[int, int]:
+        """(electrons, holes) in the BSE given the states available."""
+        return (min(n_empty, self.n_electrons or DEFAULT_BSE_STATES),
+                min(n_occupied, self.n_holes or DEFAULT_BSE_STATES))
 
 
 @dataclass(frozen=True)
@@ -56,23 +75,29 @@ def save_kernel(k: BSEKernel, path: Path, key: str) -> None:
             np.savez(fh, key=key, **{f: getattr(k, f) for f in BSEKernel.__dataclass_fields__})
 
 
-def load_kernel(path: Path, key: str) -> BSEKernel | None:
+def load_kernel(path: Path, key: str | None = None) -> BSEKernel | None:
+    """The stored kernel (None when unreadable or, with ``key``, built from other inputs)."""
     try:
         with np.load(path) as z:
-            if str(z["key"]) != key:
+            if key is not None and str(z["key"]) != key:
                 return None
-            return BSEKernel(**{f: z[f] for f in BSEKernel.__dataclass_fields__})
+            return BSEKernel(**{f: z[f] for f in BSEKernel.__dataclass_fields__ if f in z.files})
     except (OSError, KeyError, ValueError):
         return None
 
 
-def kernel_from_states(gs: GridStates, n_electrons: int, n_holes: int) -> BSEKernel:
-    """Bare BSE kernels on the lowest ``n_electrons`` and highest ``n_holes`` states (Hartree)."""
+def kernel_from_states(gs: GridStates, n_electrons: int, n_holes: int, coulomb: str = "truncated",
+                       eps_xyz: tuple[float, float, float] | None = None) -> BSEKernel:
+    """BSE kernels on the lowest ``n_electrons`` and highest ``n_holes`` states (Hartree); the direct
+    term bare, or screened by ``eps_xyz`` through the split kernel."""
     st = gs.states
     occ = np.flatnonzero(st.occupied)[::-1][:n_holes]
     emp = np.flatnonzero(~st.occupied)[:n_electrons]
     e = st.energies_eV / HARTREE_EV
-    return build_kernel(gs.psi[emp], gs.psi[occ], e[emp], e[occ], gs.cell_B, gs.dV)
+    if eps_xyz is not None:
+        coulomb = "split"
+    return build_kernel(gs.psi[emp], gs.psi[occ], e[emp], e[occ], gs.cell_B, gs.dV,
+                        coulomb=coulomb, eps_xyz=eps_xyz)
 
 
 def splits_multiplet(gs: GridStates, n_electrons: int, n_holes: int, tol_eV: float = 1e-3) -> bool:
@@ -90,18 +115,24 @@ def evaluate_exciton_unit(unit: ExcitonUnit, settings: ExcitonSettings, workdir:
     """States, kernel and excitons of one structure; every stage checkpointed in ``workdir``."""
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
-    s = settings.states.model_copy(update={"n_below": max(settings.states.n_below, settings.n_holes),
-                                           "n_above": max(settings.states.n_above, settings.n_electrons)})
+    st = settings.states
+    s = st.model_copy(update={"n_below": max(st.n_below, settings.n_holes or 0),
+                              "n_above": max(st.n_above, settings.n_electrons or 0)})
     gs = nanocrystal_states(unit.atoms, s, checkpoint=work / f"{unit.name}.states.npz", progress=progress)
-    key = f"{gs.states.info['key']}:{settings.n_electrons}:{settings.n_holes}"
+    occ = gs.states.occupied
+    nc, nv = settings.bse_sizes(int((~occ).sum()), int(occ.sum()))
+    cost = check_kernel_size(int(np.prod(gs.psi.shape[2:])), nc, nv, settings.max_memory_GB)
+    coulomb = "split" if settings.eps_xyz is not None else settings.coulomb
+    key = f"{gs.states.info['key']}:{nc}:{nv}:{coulomb}:{settings.eps_xyz}"
     kpath = work / f"{unit.name}.kernel.npz"
     kernel = load_kernel(kpath, key) if kpath.exists() else None
     if kernel is None:
-        kernel = kernel_from_states(gs, settings.n_electrons, settings.n_holes)
+        kernel = kernel_from_states(gs, nc, nv, coulomb, settings.eps_xyz)
         save_kernel(kernel, kpath, key)
     exc = solve_bse(kernel, settings.eps)
     row = result_row(unit, gs, exc)
-    row["splits_multiplet"] = splits_multiplet(gs, settings.n_electrons, settings.n_holes)
+    row.update({"n_electrons": nc, "n_holes": nv, "coulomb": coulomb, "eps_xyz": settings.eps_xyz,
+                "kernel_estimate": cost, "splits_multiplet": splits_multiplet(gs, nc, nv)})
     write_text(work / f"{unit.name}.excitons.json", json.dumps(row, indent=2, default=float))
     return row
 
@@ -122,12 +153,20 @@ def assemble_excitons(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: r["n_atoms"])
 
 
-def rescreen(workdir: str | Path, name: str, eps: float) -> Excitons:
-    """BSE with another ε from the stored bare kernels of ``name`` (no states recomputed)."""
+def rescreen(workdir: str | Path, name: str, eps: float | None = None) -> Excitons:
+    """BSE with another isotropic ε from the stored bare kernels of ``name`` (no states recomputed).
+
+    A kernel built with anisotropic ``eps_xyz`` already holds its screened direct term: it is solved
+    as stored (``eps`` None); another ε needs the direct integrals again (:func:`evaluate_exciton_unit`).
+    """
     path = Path(workdir) / f"{name}.kernel.npz"
-    with np.load(path) as z:
-        kernel = BSEKernel(**{f: z[f] for f in BSEKernel.__dataclass_fields__})
-    return solve_bse(kernel, eps)
+    kernel = load_kernel(path)
+    if kernel is None:
+        raise QdlabError(f"no readable BSE kernel at {path}")
+    if kernel.anisotropic and eps is not None:
+        raise QdlabError("this kernel was screened with anisotropic eps_xyz; rerun the unit with the new ε "
+                         "(the states are reused, the direct integrals are recomputed)")
+    return solve_bse(kernel, EPS_CSPBI3 if eps is None else eps)
 
 
 def relaxed_nanocrystal(size: str, phase: str = "cubic", fmax: float = 0.05, steps: int = 300) -> Atoms:

@@ -2,8 +2,9 @@
 
 The structure (Å) is centred in a box with ``vacuum_B`` Bohr of vacuum on every side, the spinor
 Hamiltonian is built on a grid of spacing ``spacing_B`` (0.5 Bohr default, seed 003), per-atom
-cubic↔orthorhombic weights come from the Pb–I–Pb angles, and the states nearest a reference
-energy inside the gap are found by Gaussian-filter (Chebyshev) subspace iteration. Before anything
+cubic↔orthorhombic weights come from the Pb–I–Pb angles, and the states on both sides of a reference
+energy inside the gap are found by folded-spectrum LOBPCG. H·X runs on the fast torch path
+(:mod:`.torch_apply`; CPU by default, ``device="cuda"`` on a GPU, ``device="numpy"`` the reference). Before anything
 large is allocated the memory is estimated and a too-large request is refused in one line.
 The converged states are checkpointed (npz, atomic write) and reused by a rerun with equal inputs.
 """
@@ -48,7 +49,32 @@ class StatesSettings(BaseModel):
     interpolate: bool = Field(True, description="per-atom cubic↔orthorhombic mixing from Pb–I–Pb angles")
     phase: str | None = Field(None, description="force one Table S4 set ('cubic'/'orthorhombic') instead")
     seed: int = 0
-    device: str = Field("cpu", description="'cpu' (numpy) or a torch device such as 'cuda' for H·X")
+    device: str = Field("cpu", description="torch device of H·X (cpu, cuda); numpy = the reference path")
+    precision: str = Field("double", pattern="^(double|single)$",
+                           description="H·X in complex128 or complex64 (single: ≈1e-6 relative error)")
+
+
+#: CPU seconds of one fast H·X per spinor and grid point (torch, complex128, one core; measured on
+#: the n = 2 CsPbI3 cube, 80³ points: 0.080 s per spinor, machine shared by four sessions).
+HX_SECONDS_PER_POINT = 0.080 / 80**3
+#: Solver wall time per H·X time: folded LOBPCG's block orthogonalisation on 2N-long vectors and the
+#: preconditioner FFTs (measured: H·X 33 % of the states time for Cs19Pb8I36 on an 18³ grid, 37 % of
+#: the CPU time for the n = 1 cube on 0.6 Bohr).
+SOLVER_OVERHEAD = 3.0
+
+
+def states_seconds(n_points: int, s: "StatesSettings", centres: int = 2) -> float:
+    """One-core time of the gap states, seconds: folded LOBPCG runs to its cap (10·maxiter iterations,
+    at most 2 H·X per vector; every nanocrystal case measured did, using ≈ 2/3 of that bound:
+    Cs4PbI6 on 48³, 16 vectors, ≈ 12,500 H·X per centre) for ``centres`` centres (1–3 seen)."""
+    n_hx = centres * 10 * s.maxiter * (s.n_below + s.n_above + s.extra) * 2
+    return float(n_hx * HX_SECONDS_PER_POINT * n_points * SOLVER_OVERHEAD)
+
+
+def grid_points(atoms: Atoms, s: "StatesSettings") -> int:
+    """Grid points of the box the structure gets with settings ``s``."""
+    cell, _ = box(atoms, s.vacuum_B)
+    return int(np.prod(grid_shape(cell, s.spacing_B)))
 
 
 def memory_estimate(n_points: int, n_states: int) -> dict:
@@ -115,18 +141,21 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
     t0 = time.perf_counter()
     w = weights(atoms, s)
     H = grid_hamiltonian(cell, frac, atoms.get_chemical_symbols(), w, s.spacing_B, r_cut=s.r_cut_B)
-    apply = H.apply
-    if s.device != "cpu":
+    apply, pre = H.apply, kinetic_preconditioner(H)
+    if s.device != "numpy":
         from qdlab.electronic.pseudopotential.torch_apply import TorchApply
 
-        apply = TorchApply(H, s.device)
-    e, vecs, res = gap_states(H, s.ref_eV / HARTREE_EV, s.n_below, s.n_above, s, progress, apply=apply)
+        fast = TorchApply(H, s.device, s.precision)
+        apply, pre = fast, fast.preconditioner()
+    e, vecs, res = gap_states(H, s.ref_eV / HARTREE_EV, s.n_below, s.n_above, s, progress, apply=apply,
+                              precond=pre)
     ref = s.ref_eV / HARTREE_EV
     occ = e < ref
     psi = vecs.T.reshape((len(e), 2) + shape) / np.sqrt(H.dV)
     info = {"key": key, "grid": list(shape), "cell_B": np.diag(cell).tolist(), "spacing_B": s.spacing_B,
             "memory": est, "iterations": res.iterations, "n_apply": res.n_apply, "converged": res.converged,
             "max_residual_Ha": float(res.residuals.max()), "seconds": time.perf_counter() - t0,
+            "n_apply_total": getattr(apply, "n_apply", None), "hx_seconds": getattr(apply, "seconds", None),
             "solver": res.info.get("method", "chebyshev"), "n_occupied_total": n_occupied(atoms.get_chemical_symbols()),
             "settings": s.model_dump(), "w_ortho_mean": float(w[np.isin(atoms.get_chemical_symbols(), ACTIVE)].mean())}
     states = BandEdgeStates(energies_eV=e * HARTREE_EV, occupied=occ,
@@ -153,7 +182,8 @@ def kinetic_preconditioner(H):
     return apply
 
 
-def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, progress=None, apply=None):
+def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, progress=None, apply=None,
+               precond=None):
     """Eigenpairs on both sides of ``ref`` (Hartree) by folded-spectrum LOBPCG around moving centres.
 
     The first centre is ``ref``; while one side is missing the centre is reflected past the states
@@ -163,7 +193,7 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     """
     from qdlab.electronic.eigensolvers import folded_lobpcg
 
-    pre = kinetic_preconditioner(H)
+    pre = precond or kinetic_preconditioner(H)
     apply = apply or H.apply
     want = n_below + n_above
     centre, found_e, found_v, res = ref, [], [], None
