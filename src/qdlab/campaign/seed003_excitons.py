@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from qdlab.errors import QdlabError
+from qdlab.workflows.relax import RelaxSettings
 
 PAPER = {"lowest": "dark, nearly pure triplet (⟨S²⟩ ≈ 2)",
          "bright_dark_meV": "dark state a few meV below the bright states (experiment)",
@@ -42,13 +43,14 @@ class FineStructureSettings(BaseModel):
     n_bse: int | None = Field(None, ge=1, description="BSE electron/hole states (None: min(available, 60))")
     tol_Ha: float = Field(1e-5, gt=0, description="eigensolver residual tolerance, Hartree")
     eps: float = Field(4.9, gt=0, description="isotropic dielectric constant of the direct term")
-    relax_fmax: float = Field(0.05, gt=0, description="force-field relaxation threshold, eV/Å")
-    relax_steps: int = Field(300, ge=0)
+    relaxation: RelaxSettings = Field(default_factory=lambda: RelaxSettings(fmax=0.05, steps=300),
+                                      description="the relax workflow's settings for the force-field relaxation")
     max_memory_GB: float = Field(16.0, gt=0)
     max_hours: float = Field(12.0, gt=0, description="refuse a unit whose time estimate exceeds this")
 
 
-QUICK = {"spacing_B": 1.5, "vacuum_B": 4.0, "n_states": 2, "tol_Ha": 1e-3, "relax_steps": 50, "cuboids": []}
+QUICK = {"spacing_B": 1.5, "vacuum_B": 4.0, "n_states": 2, "tol_Ha": 1e-3, "relaxation": {"fmax": 0.05, "steps": 50},
+         "cuboids": []}
 SHAPES = ("cubic", "orthorhombic", "cuboid")
 
 
@@ -119,15 +121,15 @@ def estimate(atoms, s: FineStructureSettings) -> dict:
 def _relaxed(out: Path, name: str, atoms, s: FineStructureSettings, log):
     from ase.io import read
 
-    from qdlab.engines.registry import get_calculator
+    from qdlab.engines.spec import EngineSpec
     from qdlab.store.files import write_atoms
-    from qdlab.workflows.relax import relax
+    from qdlab.workflows.relax import run_relax
 
     path = out / "structures" / f"{name}.extxyz"
     if path.exists():
         return read(path)
     log(f"relaxing {name} ({atoms.get_chemical_formula()}) with the classical force field")
-    relaxed = relax(atoms, get_calculator("classical"), fmax=s.relax_fmax, steps=s.relax_steps).atoms
+    relaxed = run_relax(atoms, EngineSpec(name="classical").calculator(), s.relaxation).atoms
     relaxed.constraints = []
     write_atoms(path, relaxed)
     return relaxed

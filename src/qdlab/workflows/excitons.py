@@ -169,18 +169,6 @@ def rescreen(workdir: str | Path, name: str, eps: float | None = None) -> Excito
     return solve_bse(kernel, EPS_CSPBI3 if eps is None else eps)
 
 
-def relaxed_nanocrystal(size: str, phase: str = "cubic", fmax: float = 0.05, steps: int = 300) -> Atoms:
-    """CsPbI3 cube/cuboid of seed 003 (corner Cs removed, surface-Cs charge) relaxed with the
-    classical LJ + Coulomb force field (SCIENCE.md §1–2)."""
-    from qdlab.build.recipes import PerovskiteRecipe, build_perovskite
-    from qdlab.engines.registry import get_calculator
-    from qdlab.workflows.relax import relax
-
-    atoms = build_perovskite(PerovskiteRecipe(composition="CsPbI3", size=size, phase=phase,
-                                              neutrality="surface-charge", vacuum=5.0))
-    return relax(atoms, get_calculator("classical"), fmax=fmax, steps=steps).atoms
-
-
 def run_series(structures: dict[str, Atoms], settings: ExcitonSettings, workdir: str | Path,
                progress=None) -> list[dict]:
     """Plan, evaluate every unit serially (resumable), assemble."""
