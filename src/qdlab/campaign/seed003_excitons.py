@@ -132,7 +132,7 @@ def _relaxed(out: Path, name: str, atoms, s: FineStructureSettings, log):
     relaxed = run_relax(atoms, EngineSpec(name="classical").calculator(), s.relaxation).atoms
     relaxed.constraints = []
     write_atoms(path, relaxed)
-    return relaxed
+    return read(path)  # the stored positions, as a rerun reads them: states keyed on them are reused
 
 
 def reproduce_seed003(out: str | Path, settings: FineStructureSettings | None = None,
