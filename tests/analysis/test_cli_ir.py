@@ -73,10 +73,6 @@ def test_thermal_and_harmonic(phonon_dir, tmp_path):
                             "--json"])
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)
-    old = runner.invoke(app, ["thermal", str(d), "-o", str(tmp_path / "th_old"), "--tmax", "300", "--tstep", "10",
-                              "--json"])  # the hidden old spelling: the same command
-    assert old.exit_code == 0 and (tmp_path / "th_old" / "thermal.csv").read_bytes() == \
-        (tmp_path / "th" / "thermal.csv").read_bytes()
     hw = units._hplanck * units._c * 100 * f / units._e
     assert s["zpe_eV"] == pytest.approx(hw.sum() / 2, rel=1e-12)
     assert (tmp_path / "th" / "thermal.png").exists() and (tmp_path / "th" / "thermal.csv").exists()
