@@ -202,6 +202,7 @@ def _library_targets() -> dict[str, tuple[str, Callable[..., dict]]]:
     """Targets run by a library function instead of a campaign (no campaign step for them yet)."""
     from qdlab.campaign import reproduce_binding as rb
     from qdlab.campaign.seed001_ir import reproduce_seed001_ir
+    from qdlab.campaign.seed004_table import reproduce_table_s1
 
     return {"seed001-ir": ("acetate IR bands of OAc-capped PbS (relax → Γ modes → harmonic IR with seed 001 charges) "
                            "beside seed 001's ranges; --size 2 is seed 001's Pb19S6(OAc)26",
@@ -215,7 +216,12 @@ def _library_targets() -> dict[str, tuple[str, Callable[..., dict]]]:
             "seed000-fig6": ("M1 of PhS/MA, BzO/MA, PhP/MA vs bare (50 %) ± committee spread",
                              lambda out, sizes, engine, quick, passivations, log, progress: rb.reproduce_fig6(
                                  out, sizes=sizes or (1,), engine=engine if ":" in engine else f"{engine}:0.3.0",
-                                 systems=(["bare", *passivations] if passivations else None), quick=quick, log=log))}
+                                 systems=(["bare", *passivations] if passivations else None), quick=quick, log=log)),
+            "seed004-tableS1": ("seed 004 Table S1: S(2/7/17 meV) and Γ_PL(300 K) vs size, CsPbBr3/CsCaBr3 core/shell "
+                                "(3×3×3) and frozen shells on the largest cube (harmonic route, TB gap gradient); "
+                                "--sizes 1,2 by default, the paper's 3,4,5,6,7 on a cluster",
+                                lambda out, sizes, engine, quick, passivations, log, progress: reproduce_table_s1(
+                                    out, sizes=sizes, engine=engine, quick=quick, log=log or (lambda m: None)))}
 
 
 def target_spec(target: str, out: str | Path, *, sizes=None, engine: str = "chgnet", quick: bool = False,
