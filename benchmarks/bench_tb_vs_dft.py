@@ -33,18 +33,19 @@ def main() -> None:
     ap.add_argument("--amplitude", type=float, default=0.2, help="largest atomic displacement, Å")
     ap.add_argument("--modes", default=None, help="comma-separated mode indices (default: the selection rule)")
     ap.add_argument("--signs", default="1,-1")
+    ap.add_argument("--cutoff", type=float, default=250.0, help="CP2K plane-wave cutoff, Ry")
     args = ap.parse_args()
     d = Path(args.phonons_dir)
     atoms = read(d / "relaxed.extxyz")
     ph = PhononResult.load(d / "phonons.npz")
     settings = GapValidationSettings(amplitude_A=args.amplitude, signs=tuple(int(s) for s in args.signs.split(",")),
                                      modes=tuple(int(k) for k in args.modes.split(",")) if args.modes else None,
-                                     cp2k={"eps_scf": 1e-6})
+                                     cp2k={"eps_scf": 1e-6, "cutoff_ry": args.cutoff})
     t0 = time.time()
 
     def progress(name: str, rec: dict) -> None:
         print(f"[{time.time() - t0:7.0f} s] {name:6s} {rec['label']:14s} DFT gap {rec['dft']['gap_eV']:.4f} eV "
-              f"(CP2K {rec['dft']['seconds']} s)  TB gap {rec['tb_gap_eV']:.4f} eV", flush=True)
+              f"(CP2K {rec['dft']['seconds']} s, {rec['dft']['scf_steps']} SCF steps, converged {rec['dft']['converged']})  TB gap {rec['tb_gap_eV']:.4f} eV", flush=True)
 
     res = run_validation(atoms, ph.frequencies_cm1, ph.modes, ph.masses_amu, args.output, settings, progress=progress)
     write_text(Path(args.output) / "result.json", json.dumps(res.summary(), indent=1))

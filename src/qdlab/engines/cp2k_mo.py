@@ -1,9 +1,8 @@
 """CP2K molecular-orbital energies: a single-point input that prints them, and a reader.
 
 - :func:`cp2k_gap_input` writes a PBE single point of a cluster (GPW, GTH pseudopotentials,
-  MOLOPT basis, non-periodic wavelet Poisson solver, OT SCF) that also converges the lowest
-  unoccupied orbitals (``&MO_CUBES NLUMO … WRITE_CUBE F``), so the output lists occupied and
-  unoccupied eigenvalues and the HOMO–LUMO gap;
+  MOLOPT basis, non-periodic wavelet Poisson solver; diagonalisation with added MOs, or OT) that
+  prints the occupied and lowest unoccupied eigenvalues (``&MO_CUBES NLUMO … WRITE_CUBE F``);
 - :func:`read_cp2k_mos` parses every MO block of a CP2K output (one per SCF: a single point gives
   one, an MD or geometry run one per step) into :class:`Cp2kMOs` (energies in eV, as CP2K prints
   them under ``Eigenvalues of the occupied subspace`` / ``Lowest eigenvalues of the unoccupied
@@ -28,8 +27,8 @@ from qdlab.errors import QdlabError
 
 #: single-point settings (PBE as in seed 004: GTH, 300 Ry, no SOC)
 CP2K_GAP_DEFAULTS: dict = {"xc": "PBE", "cutoff_ry": 300.0, "rel_cutoff_ry": 50.0, "basis_set": "DZVP-MOLOPT-SR-GTH",
-                           "potential": "GTH-PBE", "charge": 0, "eps_scf": 1e-7, "max_scf": 50, "nlumo": 4,
-                           "vacuum_A": 4.5, "restart_file": None}
+                           "potential": "GTH-PBE", "charge": 0, "eps_scf": 1e-6, "max_scf": 80, "nlumo": 4,
+                           "vacuum_A": 4.5, "restart_file": None, "scf": "diagonalization"}
 
 _OCC = re.compile(r"Eigenvalues of the occupied subspace spin\s+(\d)", re.IGNORECASE)
 _UNOCC = re.compile(r"Lowest eigenvalues of the unoccupied subspace spin\s+(\d)", re.IGNORECASE)
@@ -111,6 +110,19 @@ def cp2k_gap_trace(source: str | os.PathLike, dt_fs: float):
     return GapTrace(np.arange(len(mos)) * float(dt_fs), lumo - homo, homo, lumo, {"source": str(source), "code": "cp2k"})
 
 
+def _scf_block(s: dict) -> str:
+    """Diagonalisation with Broyden mixing and ``nlumo`` added MOs (default: converges this
+    system's 20-atom clusters in ~20 steps where OT/DIIS stalled near 1e-4), or OT + outer SCF."""
+    if s["scf"] == "diagonalization":
+        return (f"      ADDED_MOS {int(s['nlumo'])}\n      &DIAGONALIZATION ON\n        ALGORITHM STANDARD\n"
+                "      &END DIAGONALIZATION\n      &MIXING\n        METHOD BROYDEN_MIXING\n        ALPHA 0.3\n"
+                "        NBUFFER 8\n      &END MIXING\n")
+    if s["scf"] == "ot":
+        return ("      &OT ON\n        MINIMIZER DIIS\n        PRECONDITIONER FULL_ALL\n      &END OT\n"
+                f"      &OUTER_SCF\n        MAX_SCF 20\n        EPS_SCF {s['eps_scf']:.1e}\n      &END OUTER_SCF\n")
+    raise QdlabError(f"CP2K scf must be diagonalization or ot, not {s['scf']!r}")
+
+
 def cp2k_gap_input(atoms: Atoms, project: str = "gap", settings: dict | None = None) -> str:
     """CP2K input for a PBE single point of a cluster printing occupied and ``nlumo`` unoccupied MOs.
 
@@ -153,15 +165,7 @@ def cp2k_gap_input(atoms: Atoms, project: str = "gap", settings: dict | None = N
       SCF_GUESS {guess}
       EPS_SCF {s['eps_scf']:.1e}
       MAX_SCF {int(s['max_scf'])}
-      &OT ON
-        MINIMIZER DIIS
-        PRECONDITIONER FULL_ALL
-      &END OT
-      &OUTER_SCF
-        MAX_SCF 20
-        EPS_SCF {s['eps_scf']:.1e}
-      &END OUTER_SCF
-    &END SCF
+{_scf_block(s)}    &END SCF
     &XC
       &XC_FUNCTIONAL {s['xc']}
       &END XC_FUNCTIONAL

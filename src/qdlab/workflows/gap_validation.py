@@ -216,8 +216,9 @@ def evaluate_dft(geom: GapGeometry, workdir: str | os.PathLike, settings: GapVal
     mo = read_cp2k_mos(out)[-1]
     text = out.read_text(errors="replace")
     secs = [float(ln.split()[-1]) for ln in text.splitlines() if ln.strip().startswith("CP2K  ") and len(ln.split()) > 5]
-    return {"gap_eV": mo.gap_eV, "homo_eV": mo.homo_eV, "lumo_eV": mo.lumo_eV,
-            "printed_gap_eV": mo.printed_gap_eV, "seconds": secs[0] if secs else None}
+    steps = [int(ln.split()[-2]) for ln in text.splitlines() if "SCF run converged in" in ln]
+    return {"gap_eV": mo.gap_eV, "homo_eV": mo.homo_eV, "lumo_eV": mo.lumo_eV, "scf_steps": steps[-1] if steps else None,
+            "converged": "SCF run NOT converged" not in text and bool(steps), "seconds": secs[0] if secs else None}
 
 
 @dataclass(frozen=True)
