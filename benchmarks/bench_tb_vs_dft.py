@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--amplitude", type=float, default=0.2, help="largest atomic displacement, Å")
     ap.add_argument("--modes", default=None, help="comma-separated mode indices (default: the selection rule)")
     ap.add_argument("--signs", default="1,-1")
+    ap.add_argument("--eps-scf", type=float, default=1e-5, help="CP2K EPS_SCF (density-matrix change)")
     ap.add_argument("--cutoff", type=float, default=250.0, help="CP2K plane-wave cutoff, Ry")
     args = ap.parse_args()
     d = Path(args.phonons_dir)
@@ -40,7 +41,7 @@ def main() -> None:
     ph = PhononResult.load(d / "phonons.npz")
     settings = GapValidationSettings(amplitude_A=args.amplitude, signs=tuple(int(s) for s in args.signs.split(",")),
                                      modes=tuple(int(k) for k in args.modes.split(",")) if args.modes else None,
-                                     cp2k={"eps_scf": 1e-6, "cutoff_ry": args.cutoff})
+                                     cp2k={"eps_scf": args.eps_scf, "cutoff_ry": args.cutoff})
     t0 = time.time()
 
     def progress(name: str, rec: dict) -> None:

@@ -20,7 +20,7 @@ def test_trend_checks_report_the_measured_direction():
     bare = [_row("1.8 nm", 3, 120.0), _row("2.3 nm", 4, 130.0, {0.5: 100.0, 1.0: 110.0})]
     lines = _checks(bare, _row("core/shell 4x4x4", 4, 90.0), bare[1])
     assert "does NOT decrease" in lines[0]          # 120 → 130 rises: reported as measured, not hidden
-    assert "bare 130 meV" in lines[1] and "89.9" in lines[1]
+    assert "bare 130 meV" in lines[1] and "89.9" in lines[1] and "126" in lines[1]
     assert "does NOT narrow" in lines[2] and f"{PAPER_FROZEN_FWHM_MEV[2.0]:.0f}" in lines[2]
 
 
@@ -31,11 +31,11 @@ def test_core_shell_below_three_cells_is_refused(tmp_path):
 
 def test_tiniest_series_runs_and_resumes(tmp_path):
     pytest.importorskip("chgnet")
-    s = reproduce_table_s1(tmp_path, sizes=(1,), quick=True, core_shell=None)
+    s = reproduce_table_s1(tmp_path, sizes=(1,), quick=True, core_shell=0)
     (m,) = s["models"]
     assert m["n_atoms"] == 11 and m["gamma_300K_meV"] > 0 and set(m["bands"]) == {"2meV", "7meV", "17meV"}
     assert s["rows"][0][0] == "0.6 nm" and s["rows"][0][-1].endswith("| —")   # no paper row at 0.6 nm
-    again = reproduce_table_s1(tmp_path, sizes=(1,), quick=True, core_shell=None)   # from the row cache
+    again = reproduce_table_s1(tmp_path, sizes=(1,), quick=True, core_shell=0)   # from the row cache
     assert again["models"] == s["models"]
     assert json.loads((tmp_path / "seed004-tableS1" / "summary.json").read_text())["rows"] == s["rows"]
 

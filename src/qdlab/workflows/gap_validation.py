@@ -204,6 +204,8 @@ def evaluate_dft(geom: GapGeometry, workdir: str | os.PathLike, settings: GapVal
     d = Path(workdir) / geom.name
     out = d / "gap.out"
     if not _finished(out):
+        own = d / "gap-RESTART.wfn"   # an interrupted run resumes from its own last wavefunction
+        restart = str(own) if own.is_file() else restart
         over = dict(settings.cp2k) | ({"restart_file": str(Path(restart).resolve())} if restart else {})
         write_text(d / "gap.inp", cp2k_gap_input(geom.atoms, "gap", over))
         try:
@@ -216,7 +218,7 @@ def evaluate_dft(geom: GapGeometry, workdir: str | os.PathLike, settings: GapVal
     mo = read_cp2k_mos(out)[-1]
     text = out.read_text(errors="replace")
     secs = [float(ln.split()[-1]) for ln in text.splitlines() if ln.strip().startswith("CP2K  ") and len(ln.split()) > 5]
-    steps = [int(ln.split()[-2]) for ln in text.splitlines() if "SCF run converged in" in ln]
+    steps = [int(ln.split("converged in")[1].split()[0]) for ln in text.splitlines() if "SCF run converged in" in ln]
     return {"gap_eV": mo.gap_eV, "homo_eV": mo.homo_eV, "lumo_eV": mo.lumo_eV, "scf_steps": steps[-1] if steps else None,
             "converged": "SCF run NOT converged" not in text and bool(steps), "seconds": secs[0] if secs else None}
 
