@@ -105,3 +105,29 @@ def test_bad_mode_index_is_refused():
     modes[0, 1, 0] = 1.0
     with pytest.raises(QdlabError, match="out of range"):
         plan_validation(a, np.array([10.0]), modes, m, GapValidationSettings(modes=(3,)))
+
+
+def test_evaluate_dft_runs_reuses_and_resumes(tmp_path):
+    """evaluate_dft with a stand-in executable that writes a stored real CP2K output excerpt."""
+    import os
+    from pathlib import Path
+
+    from qdlab.engines.cp2k_mo import read_cp2k_mos
+    from qdlab.workflows.gap_validation import GapGeometry, evaluate_dft
+
+    data = Path(__file__).parents[1] / "engines" / "data" / "cp2k_pbbr2_mos.out"
+    exe = tmp_path / "fake_cp2k"
+    exe.write_text(f"#!/bin/sh\necho run >> runs.log\ncp {data} gap.out\n")
+    os.chmod(exe, 0o755)
+    settings = GapValidationSettings(command=str(exe))
+    g = GapGeometry("m1p", "stretch", 1, 1, _octahedron())
+    (tmp_path / "m1p").mkdir()
+    (tmp_path / "m1p" / "gap-RESTART.wfn").write_text("x")    # an interrupted earlier run of this geometry
+    rec = evaluate_dft(g, tmp_path, settings, restart=str(tmp_path / "ref" / "gap-RESTART.wfn"))
+    inp = (tmp_path / "m1p" / "gap.inp").read_text()
+    assert f"WFN_RESTART_FILE_NAME {tmp_path / 'm1p' / 'gap-RESTART.wfn'}" in inp   # resumes from its own wavefunction
+    assert rec["gap_eV"] == pytest.approx(read_cp2k_mos(data)[0].gap_eV) and rec["converged"] and rec["scf_steps"] == 17
+    evaluate_dft(g, tmp_path, settings)               # finished output: reused, not rerun
+    assert (tmp_path / "m1p" / "runs.log").read_text().count("run") == 1
+    with pytest.raises(QdlabError, match="not found"):
+        evaluate_dft(GapGeometry("x", "x", 0, 1, _octahedron()), tmp_path, GapValidationSettings(command="/no/cp2k"))
