@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--modes", default=None, help="comma-separated mode indices (default: the selection rule)")
     ap.add_argument("--signs", default="1,-1")
     ap.add_argument("--eps-scf", type=float, default=1e-5, help="CP2K EPS_SCF (density-matrix change)")
+    ap.add_argument("--report-only", action="store_true", help="assemble the finished geometries, run nothing")
     ap.add_argument("--cutoff", type=float, default=250.0, help="CP2K plane-wave cutoff, Ry")
     args = ap.parse_args()
     d = Path(args.phonons_dir)
@@ -48,7 +49,8 @@ def main() -> None:
         print(f"[{time.time() - t0:7.0f} s] {name:6s} {rec['label']:14s} DFT gap {rec['dft']['gap_eV']:.4f} eV "
               f"(CP2K {rec['dft']['seconds']} s, {rec['dft']['scf_steps']} SCF steps, converged {rec['dft']['converged']})  TB gap {rec['tb_gap_eV']:.4f} eV", flush=True)
 
-    res = run_validation(atoms, ph.frequencies_cm1, ph.modes, ph.masses_amu, args.output, settings, progress=progress)
+    res = run_validation(atoms, ph.frequencies_cm1, ph.modes, ph.masses_amu, args.output, settings, progress=progress,
+                         max_new=0 if args.report_only else None)
     write_text(Path(args.output) / "result.json", json.dumps(res.summary(), indent=1))
     print(f"reference gap: DFT {res.reference['dft_gap_eV']:.4f} eV, TB {res.reference['tb_gap_eV']:.4f} eV")
     print(res.table())

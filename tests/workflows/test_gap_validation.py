@@ -83,6 +83,8 @@ def test_run_validation_checkpoints_and_assembles(tmp_path):
         calls.append(g.name)
         return {"gap_eV": tb.solve(g.atoms, 1).gap_eV, "seconds": 0.0}
 
+    part = run_validation(a, freq, modes, a.get_masses(), tmp_path, settings, dft=fake, max_new=2)
+    assert calls == ["ref", "m0p"] and [r.name for r in part.rows] == ["m0p"]   # partial table of what is finished
     res = run_validation(a, freq, modes, a.get_masses(), tmp_path, settings, dft=fake)
     assert calls == ["ref", "m0p", "m5p", "m0m", "m5m"]
     rec = json.loads((tmp_path / "records.json").read_text())["records"]

@@ -289,8 +289,11 @@ def assemble(plan: list[GapGeometry], chars: dict[int, ModeCharacter], records: 
 def run_validation(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray, masses: np.ndarray,
                    workdir: str | os.PathLike, settings: GapValidationSettings | None = None, *,
                    dft: Callable[[GapGeometry, str | None], dict] | None = None,
-                   progress: Callable[[str, dict], None] | None = None) -> ValidationResult:
+                   progress: Callable[[str, dict], None] | None = None, max_new: int | None = None) -> ValidationResult:
     """Plan, evaluate every geometry (checkpoint ``workdir/records.json`` after each), assemble.
+
+    ``max_new``: evaluate at most this many geometries not yet in the checkpoint (0: only assemble
+    what is finished, e.g. while a run is still going).
 
     ``dft(geometry, restart_wfn)`` replaces the CP2K call (tests); by default the displaced
     geometries restart from the reference's converged wavefunction.
@@ -307,9 +310,8 @@ def run_validation(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray,
     records: dict[str, dict] = saved.get("records", {}) if saved.get("key") == key else {}
     chars = {c.index: c for c in chosen}
     write_text(wd / "modes.json", json.dumps([asdict(c) for c in chosen], indent=1))
-    for g in plan:
-        if g.name in records:
-            continue
+    todo = [g for g in plan if g.name not in records]
+    for g in todo[:max_new]:
         write_atoms(wd / g.name / "geometry.extxyz", g.atoms)
         restart = str(wd / "ref" / "gap-RESTART.wfn") if g.mode is not None else None
         res = dft(g, restart) if dft else evaluate_dft(g, wd, settings, restart if restart and Path(restart).is_file() else None)
