@@ -280,7 +280,8 @@ def assemble(plan: list[GapGeometry], chars: dict[int, ModeCharacter], records: 
         raise QdlabError("the reference geometry has no result yet")
     ref = records["ref"]
     rows = [ValidationRow(g.name, g.label, int(g.mode), g.sign, chars[g.mode].frequency_cm1,
-                          records[g.name]["dft"]["gap_eV"] - ref["dft"]["gap_eV"], records[g.name]["tb_gap_eV"] - ref["tb_gap_eV"])
+                          records[g.name]["dft"]["gap_eV"] - ref["dft"]["gap_eV"],
+                          records[g.name]["tb_gap_eV"] - ref["tb_gap_eV"])
             for g in plan if g.mode is not None and g.name in records]
     return ValidationResult(tuple(rows), {"dft_gap_eV": ref["dft"]["gap_eV"], "tb_gap_eV": ref["tb_gap_eV"]},
                             settings.tolerance, settings.amplitude_A)
@@ -314,8 +315,12 @@ def run_validation(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray,
     for g in todo[:max_new]:
         write_atoms(wd / g.name / "geometry.extxyz", g.atoms)
         restart = str(wd / "ref" / "gap-RESTART.wfn") if g.mode is not None else None
-        res = dft(g, restart) if dft else evaluate_dft(g, wd, settings, restart if restart and Path(restart).is_file() else None)
-        records[g.name] = {"label": g.label, "mode": g.mode, "sign": g.sign, "dft": res, "tb_gap_eV": evaluate_tb(g, settings)}
+        if dft is not None:
+            res = dft(g, restart)
+        else:
+            res = evaluate_dft(g, wd, settings, restart if restart and Path(restart).is_file() else None)
+        records[g.name] = {"label": g.label, "mode": g.mode, "sign": g.sign, "dft": res,
+                           "tb_gap_eV": evaluate_tb(g, settings)}
         write_text(ckpt, json.dumps({"key": key, "records": records}, indent=1))
         if progress:
             progress(g.name, records[g.name])
