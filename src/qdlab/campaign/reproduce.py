@@ -203,6 +203,7 @@ def _library_targets() -> dict[str, tuple[str, Callable[..., dict]]]:
     from qdlab.campaign import reproduce_binding as rb
     from qdlab.campaign import seed003_excitons as s3
     from qdlab.campaign.seed001_ir import reproduce_seed001_ir
+    from qdlab.campaign.seed004_table import reproduce_table_s1
 
     return {"seed001-ir": ("acetate IR bands of OAc-capped PbS (relax → Γ modes → harmonic IR with seed 001 charges) "
                            "beside seed 001's ranges; --size 2 is seed 001's Pb19S6(OAc)26",
@@ -222,7 +223,12 @@ def _library_targets() -> dict[str, tuple[str, Callable[..., dict]]]:
                         "(cubic,orthorhombic,cuboid), --spacing Bohr; the engine is always the seed's force field",
                         lambda out, sizes, engine, quick, passivations, log, progress, spacing_B=None:
                         s3.reproduce_seed003(out, s3.settings_for(sizes, quick, passivations, spacing_B), log=log,
-                                             progress=progress))}
+                                             progress=progress)),
+            "seed004-tableS1": ("seed 004 Table S1: S(2/7/17 meV) and Γ_PL(300 K) vs size, CsPbBr3/CsCaBr3 core/shell "
+                                "(3×3×3) and frozen shells on the largest cube (harmonic route, TB gap gradient); "
+                                "--sizes 1,2 by default, the paper's 3,4,5,6,7 on a cluster",
+                                lambda out, sizes, engine, quick, passivations, log, progress: reproduce_table_s1(
+                                    out, sizes=sizes, engine=engine, quick=quick, log=log or (lambda m: None)))}
 
 
 def target_spec(target: str, out: str | Path, *, sizes=None, engine: str = "chgnet", quick: bool = False,

@@ -261,12 +261,27 @@ def dft_band_edges(atoms) -> tuple[float, float]:
     return float(e[occ].max()), float(e[~occ].min())
 
 
+def _is_cp2k_output(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    if not p.is_file() or p.suffix.lower() not in (".out", ".log", ".txt", ""):
+        return False
+    with open(p, errors="replace") as fh:
+        return "CP2K|" in fh.read(20000)
+
+
 def import_gap_trace(path: str | os.PathLike, dt_fs: float | None = None) -> GapTrace:
-    """A gap trace from a CSV (``time_fs,gap_eV``) or from DFT output ASE reads with eigenvalues (vasprun.xml)."""
+    """A gap trace from a CSV (``time_fs,gap_eV``), a CP2K output with MO energies (one block per step,
+    :mod:`qdlab.engines.cp2k_mo`) or DFT output ASE reads with eigenvalues (vasprun.xml)."""
     from qdlab.analysis.exciton_phonon import read_gap_trace
 
     if Path(path).suffix.lower() == ".csv":
         return read_gap_trace(path)
+    if _is_cp2k_output(path):
+        from qdlab.engines.cp2k_mo import cp2k_gap_trace, read_cp2k_mos
+
+        if dt_fs is None and len(read_cp2k_mos(path)) > 1:
+            raise QdlabError(f"{path}: CP2K output frames carry no time; give the frame spacing (dt_fs)")
+        return cp2k_gap_trace(path, dt_fs or 0.0)
     frames = _read(str(path), ":")
     edges = np.array([dft_band_edges(a) for a in frames])
     if all("time_fs" in a.info for a in frames):

@@ -76,9 +76,10 @@ def coupling_row(atoms: Atoms, calc, label: str, *, fmax: float = 0.01, relax_st
     from qdlab.electronic.tb.coupling import gap_gradient
     from qdlab.workflows.md import freeze_mask
     from qdlab.workflows.phonons import phonons
-    from qdlab.workflows.relax import relax
+    from qdlab.workflows.relax import RelaxSettings, run_relax
 
-    relaxed = relax(atoms, calc, fmax=fmax, steps=relax_steps).atoms
+    # the relax workflow; rattle 0: the README's Table S1 rows were measured from unrattled models
+    relaxed = run_relax(atoms, calc, RelaxSettings(fmax=fmax, steps=relax_steps, rattle_A=0.0)).atoms
     log(f"{label}: relaxed ({len(relaxed)} atoms)")
     ph = phonons(relaxed, calc, method=hessian)
     sol = (tb or TightBinding()).solve(relaxed, 2)

@@ -1,0 +1,135 @@
+"""TB-vs-DFT normal-mode comparison machinery: mode descriptors on analytic displacements, selection,
+checkpointed run/assemble with a stand-in gap code (the real CP2K run is benchmarks/bench_tb_vs_dft.py)."""
+
+import json
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from qdlab.errors import QdlabError
+from qdlab.workflows.gap_validation import (GapValidationSettings, mode_characters, plan_validation, run_validation,
+                                           select_modes)
+
+
+def _octahedron(d=2.95):
+    """Ideal PbBr6 + 2 Cs far away (Cs weight test)."""
+    axes = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float)
+    pos = np.vstack([[0, 0, 0], d * axes, [[4.5, 4.5, 4.5], [-4.5, -4.5, -4.5]]])
+    return Atoms("PbBr6Cs2", positions=pos)
+
+
+def _mass_weighted(u, m):
+    e = u * np.sqrt(m)[:, None]
+    return e / np.linalg.norm(e)
+
+
+def test_mode_descriptors_on_rotation_breathing_and_cs_motion():
+    a = _octahedron()
+    m = a.get_masses()
+    r = a.positions
+    rot = np.zeros_like(r)
+    rot[1:7] = np.cross([0, 0, 1.0], r[1:7])          # rigid rotation of the octahedron about z
+    breathe = np.zeros_like(r)
+    breathe[1:7] = r[1:7] / np.linalg.norm(r[1:7], axis=1)[:, None]   # every Pb–Br bond stretches by 1
+    cs = np.zeros_like(r)
+    cs[7:] = [[1, 0, 0], [-1, 0, 0]]
+    modes = np.array([_mass_weighted(u, m) for u in (rot, breathe, cs)])
+    ch = mode_characters(a, np.array([10.0, 100.0, 20.0]), modes, m)
+    # rotation: all Pb-relative Br motion is ω × r, no bond-length change (first order)
+    assert ch[0].rotation == pytest.approx(1.0, abs=1e-9) and ch[0].stretch == pytest.approx(0.0, abs=1e-12)
+    # breathing: unit bond change per Å of largest displacement, no rotation
+    assert ch[1].stretch == pytest.approx(1.0, abs=1e-12) and ch[1].rotation == pytest.approx(0.0, abs=1e-12)
+    # Cs-only motion: all eigenvector weight on Cs
+    assert ch[2].cs_weight == pytest.approx(1.0, abs=1e-12) and ch[2].stretch == pytest.approx(0.0, abs=1e-12)
+    chosen = select_modes(ch)
+    assert chosen["rotation"] == 0 and chosen["stretch"] == 1 and len(chosen) == 3   # one mode per character
+
+
+def test_bridge_angle_rate_matches_finite_geometry():
+    # Pb–Br–Pb bridge bent by moving the bridge Br sideways: dθ/dx = −2·(180/π)/d at 180° is 0 to first
+    # order; at a 160° bridge the analytic rate is d/dx of 2·atan2(d·cos(10°)... checked by finite difference
+    d = 2.95
+    half = np.radians(80.0)
+    a = Atoms("PbPbBr", positions=[[-d * np.sin(half), 0, 0], [d * np.sin(half), 0, 0], [0, d * np.cos(half), 0]])
+    m = a.get_masses()
+    u = np.zeros((3, 3))
+    u[2] = [0, 1.0, 0]
+    ch = mode_characters(a, np.array([50.0]), _mass_weighted(u, m)[None], m)[0]
+    h = 1e-4
+
+    def angle(y):
+        v1, v2 = a.positions[0] - [0, y, 0], a.positions[1] - [0, y, 0]
+        return np.degrees(np.arccos(v1 @ v2 / np.linalg.norm(v1) / np.linalg.norm(v2)))
+
+    y0 = a.positions[2, 1]
+    assert ch.bridge_deg_per_A == pytest.approx((angle(y0 + h) - angle(y0 - h)) / (2 * h), rel=1e-5)
+
+
+def test_run_validation_checkpoints_and_assembles(tmp_path):
+    from qdlab.electronic.tb.cluster import TightBinding
+    from qdlab.workflows.phonons import vibrational_analysis
+
+    a = _octahedron()
+    a.positions[1] += [0.05, 0.02, 0.0]    # break the symmetry a little
+    rng = np.random.default_rng(1)
+    k = rng.normal(size=(27, 27))
+    freq, modes, _ = vibrational_analysis(k @ k.T + 27 * np.eye(27), a.get_masses(), a.positions, True)
+    settings = GapValidationSettings(modes=(0, 5), amplitude_A=0.1, soc=False)
+    tb = TightBinding("CsPbBr3-kashikar", soc=False, eta=3.0)   # a stand-in "DFT": TB with another distance law
+    calls = []
+
+    def fake(g, restart):
+        calls.append(g.name)
+        return {"gap_eV": tb.solve(g.atoms, 1).gap_eV, "seconds": 0.0}
+
+    part = run_validation(a, freq, modes, a.get_masses(), tmp_path, settings, dft=fake, max_new=2)
+    assert calls == ["ref", "m0p"] and [r.name for r in part.rows] == ["m0p"]   # partial table of what is finished
+    res = run_validation(a, freq, modes, a.get_masses(), tmp_path, settings, dft=fake)
+    assert calls == ["ref", "m0p", "m5p", "m0m", "m5m"]
+    rec = json.loads((tmp_path / "records.json").read_text())["records"]
+    for row in res.rows:   # ΔE are differences of the recorded gaps; ratio and sign follow from them
+        assert row.dft_delta_eV == pytest.approx(rec[row.name]["dft"]["gap_eV"] - rec["ref"]["dft"]["gap_eV"], abs=1e-12)
+        assert row.ratio == pytest.approx(row.tb_delta_eV / row.dft_delta_eV)
+        assert res.passes(row) == (row.sign_agrees and abs(row.ratio - 1) <= 0.3)
+    plan, _ = plan_validation(a, freq, modes, a.get_masses(), settings)
+    disp = np.linalg.norm(plan[1].atoms.positions - plan[0].atoms.positions, axis=1)
+    assert disp.max() == pytest.approx(0.1, abs=1e-12)   # amplitude = largest atomic displacement
+    res2 = run_validation(a, freq, modes, a.get_masses(), tmp_path, settings, dft=lambda g, r: 1 / 0)  # all resumed
+    assert res2.summary() == res.summary()
+    assert "| 0 |" in res.table() and res.summary()["n_rows"] == 4
+
+
+def test_bad_mode_index_is_refused():
+    a = _octahedron()
+    m = a.get_masses()
+    modes = np.zeros((1, len(a), 3))
+    modes[0, 1, 0] = 1.0
+    with pytest.raises(QdlabError, match="out of range"):
+        plan_validation(a, np.array([10.0]), modes, m, GapValidationSettings(modes=(3,)))
+
+
+def test_evaluate_dft_runs_reuses_and_resumes(tmp_path):
+    """evaluate_dft with a stand-in executable that writes a stored real CP2K output excerpt."""
+    import os
+    from pathlib import Path
+
+    from qdlab.engines.cp2k_mo import read_cp2k_mos
+    from qdlab.workflows.gap_validation import GapGeometry, evaluate_dft
+
+    data = Path(__file__).parents[1] / "engines" / "data" / "cp2k_pbbr2_mos.out"
+    exe = tmp_path / "fake_cp2k"
+    exe.write_text(f"#!/bin/sh\necho run >> runs.log\ncp {data} gap.out\n")
+    os.chmod(exe, 0o755)
+    settings = GapValidationSettings(command=str(exe))
+    g = GapGeometry("m1p", "stretch", 1, 1, _octahedron())
+    (tmp_path / "m1p").mkdir()
+    (tmp_path / "m1p" / "gap-RESTART.wfn").write_text("x")    # an interrupted earlier run of this geometry
+    rec = evaluate_dft(g, tmp_path, settings, restart=str(tmp_path / "ref" / "gap-RESTART.wfn"))
+    inp = (tmp_path / "m1p" / "gap.inp").read_text()
+    assert f"WFN_RESTART_FILE_NAME {tmp_path / 'm1p' / 'gap-RESTART.wfn'}" in inp   # resumes from its own wavefunction
+    assert rec["gap_eV"] == pytest.approx(read_cp2k_mos(data)[0].gap_eV) and rec["converged"] and rec["scf_steps"] == 17
+    evaluate_dft(g, tmp_path, settings)               # finished output: reused, not rerun
+    assert (tmp_path / "m1p" / "runs.log").read_text().count("run") == 1
+    with pytest.raises(QdlabError, match="not found"):
+        evaluate_dft(GapGeometry("x", "x", 0, 1, _octahedron()), tmp_path, GapValidationSettings(command="/no/cp2k"))
