@@ -9,23 +9,17 @@ from pathlib import Path
 
 import pytest
 
-#: 8 small models (CsPbI3 2×2×2, classical LJ + Coulomb, seed 003 charges), one phonon task each
-KILL_SPEC = """
-name = "eight"
-store = "{store}"
-[[grid]]
-composition = "CsPbI3"
-size = "2"
-neutrality = "surface-charge"
-seed = [0, 1, 2, 3, 4, 5, 6, 7]
-[[engines]]
-name = "classical"
-[[steps]]
-workflow = "phonons"
-chunk = 0
-[execution]
-workers = 2
-"""
+def classical_phonon_spec(name: str, seeds, *, peaks: bool = False, workers: int = 2) -> str:
+    """A campaign of small CsPbI3 2×2×2 models (classical LJ + Coulomb, seed 003 charges), one
+    phonon task each (and a peaks step), one per seed; ``{store}`` left to fill in."""
+    return (f'name = "{name}"\nstore = "{{store}}"\n[[grid]]\ncomposition = "CsPbI3"\nsize = "2"\n'
+            f'neutrality = "surface-charge"\nseed = {list(seeds)}\n[[engines]]\nname = "classical"\n'
+            f'[[steps]]\nworkflow = "phonons"\nchunk = 0\n' + ('[[steps]]\nworkflow = "peaks"\n' if peaks else "")
+            + f"[execution]\nworkers = {workers}\n")
+
+
+#: 8 small models, one phonon task each
+KILL_SPEC = classical_phonon_spec("eight", range(8))
 
 ASE_TABLES = ("systems", "species", "keys", "text_key_values", "number_key_values", "information")
 

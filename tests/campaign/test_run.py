@@ -16,7 +16,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from campaign.helpers import KILL_SPEC, postgres_url, reset_postgres, write_spec
+from campaign.helpers import KILL_SPEC, classical_phonon_spec, postgres_url, reset_postgres, write_spec
 from qdlab.campaign import load_spec, run_campaign
 from qdlab.cli import campaign as cc
 from qdlab.store.results import DONE, FAILED, ResultStore
@@ -191,7 +191,7 @@ def test_existing_scheduler(tmp_path):
     """`--scheduler ADDRESS` runs the tasks on a cluster started elsewhere."""
     from distributed import LocalCluster
 
-    spec = write_spec(tmp_path, KILL_SPEC.replace("seed = [0, 1, 2, 3, 4, 5, 6, 7]", "seed = [0, 1]"), store="s.db")
+    spec = write_spec(tmp_path, classical_phonon_spec("eight", range(2)), store="s.db")
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         app = typer.Typer()
         app.add_typer(cc.campaign_app, name="campaign")

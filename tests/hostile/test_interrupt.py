@@ -28,26 +28,12 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from campaign.helpers import classical_phonon_spec
 
 LINE_BOUND_S = 1.0
 EXIT_BOUND_S = 1.5
 
-SPEC = """
-name = "ctrlc"
-store = "{store}"
-[[grid]]
-composition = "CsPbI3"
-size = "2"
-neutrality = "surface-charge"
-seed = [0, 1, 2, 3]
-[[engines]]
-name = "classical"
-[[steps]]
-workflow = "phonons"
-chunk = 0
-[execution]
-workers = 2
-"""
+SPEC = classical_phonon_spec("ctrlc", range(4))
 
 
 def _env() -> dict[str, str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from campaign.helpers import classical_phonon_spec
 
 SEEDS = (0, 1, 2, 3, 4)
 
@@ -165,24 +166,7 @@ def test_gap_resume_after_a_torn_last_record_loses_nothing(tmp_path):
 
 
 # -- campaign store: SQLite rows + files --------------------------------------------------------
-STORE_SPEC = """
-name = "killstore"
-store = "{store}"
-[[grid]]
-composition = "CsPbI3"
-size = "2"
-neutrality = "surface-charge"
-seed = [0, 1, 2, 3]
-[[engines]]
-name = "classical"
-[[steps]]
-workflow = "phonons"
-chunk = 0
-[[steps]]
-workflow = "peaks"
-[execution]
-workers = 2
-"""
+STORE_SPEC = classical_phonon_spec("killstore", range(4), peaks=True)
 
 
 @pytest.mark.slow  # 3 killed + 1 full campaign run (Dask cluster each) + the reference: 34–104 s here

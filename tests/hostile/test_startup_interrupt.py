@@ -30,7 +30,7 @@ def test_interrupt_during_import_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
 
 
-@pytest.mark.parametrize("delay_s", [0.4, 1.2, 4.0])
+@pytest.mark.parametrize("delay_s", [0.2, 0.4, 0.7, 1.2, 4.0])
 def test_sigint_at_any_moment_of_a_real_command(tmp_path, delay_s):
     """A real `python -m qdlab md` (long classical MD), SIGINT after ``delay_s`` — during the
     imports, at the command's start or while it runs: exit 130, the one line last (after the
@@ -43,7 +43,8 @@ def test_sigint_at_any_moment_of_a_real_command(tmp_path, delay_s):
     time.sleep(delay_s)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    # 130, or death by SIGINT itself when a library's import was cut (a shell reports 128 + 2 = 130 too)
+    assert proc.returncode in (130, -signal.SIGINT), err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert lines[-1] == INTERRUPTED and [ln for ln in lines if ln.startswith("error")] == [INTERRUPTED], err

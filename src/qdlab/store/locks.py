@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from qdlab.errors import QdlabError
+from qdlab.store.files import pid_alive
 
 
 class LockError(QdlabError):
@@ -45,16 +46,6 @@ def read_owner(path: str | os.PathLike) -> dict | None:
         return json.loads(lock_path(path).read_text() or "null")
     except (OSError, ValueError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _describe(owner: dict | None) -> str:
@@ -104,7 +95,7 @@ def output_lock(path: str | os.PathLike, *, wait_s: float = 0.0, what: str = "ou
         time.sleep(0.2)
     owner = read_owner(path)
     if owner and owner.get("host") == socket.gethostname() and owner.get("pid") != os.getpid() \
-            and _alive(int(owner.get("pid", 0))) and not _flock_works(lock):
+            and pid_alive(int(owner.get("pid", 0))) and not _flock_works(lock):
         os.close(fd)
         raise LockError(f"{what} {path} is being written by {_describe(owner)}; wait for it to finish and run again")
     record = {"pid": os.getpid(), "host": socket.gethostname(), "command": _command(), "started": time.time()}
