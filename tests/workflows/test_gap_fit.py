@@ -1,0 +1,83 @@
+"""Fit-then-held-out machinery (qdlab.workflows.gap_fit) with a stand-in "DFT": tight binding with another
+Harrison exponent (η = 3 instead of the set's 2). The fit on rattles must recover η = 3 and then reproduce
+the stand-in's gap changes on the held-out normal-mode geometries. The real CP2K numbers are in
+benchmarks/bench_tb_vs_dft.py (--rattles)."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from qdlab.errors import QdlabError
+from qdlab.workflows.gap_fit import fit_on_rattles, held_out_table, rattle_geometries, run_rattles
+from qdlab.workflows.gap_validation import GapValidationSettings, plan_validation, run_validation
+
+
+def _cluster():
+    axes = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float)
+    a = Atoms("PbBr6Cs2", positions=np.vstack([[0, 0, 0], 2.95 * axes, [[4.5, 4.5, 4.5], [-4.5, -4.5, -4.5]]]))
+    a.positions[1] += [0.05, 0.02, 0.0]
+    return a
+
+
+def _stand_in():
+    from qdlab.electronic.tb.cluster import TightBinding
+
+    tb = TightBinding("CsPbBr3-kashikar", soc=False, eta=3.0)
+    calls = []
+
+    def dft(g, restart):
+        calls.append(g.name)
+        return {"gap_eV": tb.solve(g.atoms, 1).gap_eV, "seconds": 0.0}
+    return dft, calls
+
+
+def test_rattles_are_seeded_and_sized():
+    a = _cluster()
+    g1, g2 = rattle_geometries(a, 3, 0.05, 7), rattle_geometries(a, 3, 0.05, 7)
+    assert [g.name for g in g1] == ["r0", "r1", "r2"]
+    assert all(np.array_equal(x.atoms.positions, y.atoms.positions) for x, y in zip(g1, g2))
+    d = np.concatenate([g.atoms.positions - a.positions for g in rattle_geometries(a, 40, 0.05, 7)])
+    assert d.std() == pytest.approx(0.05, rel=0.1)   # 1080 N(0, σ²) samples: σ within 10 %
+    with pytest.raises(QdlabError):
+        rattle_geometries(a, 0)
+
+
+def test_fit_on_rattles_recovers_eta_and_validates_held_out(tmp_path):
+    from qdlab.workflows.phonons import vibrational_analysis
+
+    a = _cluster()
+    settings = GapValidationSettings(modes=(0, 5), amplitude_A=0.1, soc=False)
+    dft, calls = _stand_in()
+    geoms = rattle_geometries(a, 4, 0.05, 11)
+    part = run_rattles(geoms, tmp_path / "train", settings, dft=dft, max_new=2)
+    assert sorted(part) == ["r0", "r1"] and calls == ["r0", "r1"]
+    recs = run_rattles(geoms, tmp_path / "train", settings, dft=dft)
+    assert calls == ["r0", "r1", "r2", "r3"]                      # resumed, not recomputed
+    ref_gap = dft(geoms[0].__class__("ref", "reference", None, 0, a), None)["gap_eV"]
+    fit = fit_on_rattles(a, ref_gap, geoms, recs, settings, ("eta",))
+    assert fit.values[0] == pytest.approx(3.0, abs=1e-3)          # the stand-in's exponent
+    assert fit.summary()["train"]["fitted"]["rmse_meV"] < 1e-2
+
+    k = np.random.default_rng(1).normal(size=(27, 27))
+    freq, modes, _ = vibrational_analysis(k @ k.T + 27 * np.eye(27), a.get_masses(), a.positions, True)
+    val = run_validation(a, freq, modes, a.get_masses(), tmp_path / "val", settings, dft=dft)
+    import json
+    records = json.loads((tmp_path / "val" / "records.json").read_text())["records"]
+    plan, chosen = plan_validation(a, freq, modes, a.get_masses(), settings)
+    chars = {c.index: c for c in chosen}
+    untuned = held_out_table(plan, chars, records, settings, fit.params.with_changes(eta=2.0))
+    assert untuned.summary() == val.summary()                     # recomputing TB with the base set = the run
+    fitted = held_out_table(plan, chars, records, settings, fit.params)
+    for row in fitted.rows:
+        assert row.tb_delta_eV == pytest.approx(row.dft_delta_eV, abs=1e-5)
+    assert fitted.summary()["n_pass"] == 4
+
+
+def test_stale_training_folder_is_refused(tmp_path):
+    a = _cluster()
+    settings = GapValidationSettings(soc=False)
+    dft, _ = _stand_in()
+    run_rattles(rattle_geometries(a, 1, 0.05, 1), tmp_path, settings, dft=dft)
+    (tmp_path / "r0" / "record.json").unlink()
+    with pytest.raises(QdlabError, match="another geometry"):
+        run_rattles(rattle_geometries(a, 1, 0.05, 2), tmp_path, settings, dft=dft)
