@@ -11,6 +11,7 @@ from qdlab.build.ligands import get_ligand, ligand_atoms
 from qdlab.engines.classical import LJCoulomb, SEED003_LJ
 from qdlab.errors import QdlabError
 from qdlab.workflows.binding import BindingResult, BindingSettings, binding_energies, plan_binding, run_plan
+from qdlab.workflows.relax import RelaxSettings
 
 #: toy LJ parameters (σ Å, ε eV) for the acetate atoms on top of seed 003's CsPbI3 set
 LJ = {**SEED003_LJ, "C": (1.2, 0.004), "H": (0.6, 0.002), "O": (1.3, 0.006)}  # small σ: bonded pairs barely repel
@@ -110,3 +111,12 @@ def test_bad_input(host, tmp_path):
         plan_binding(host, BindingSettings(ligands=["OAc"], engine=classical(), site=0))
     with pytest.raises(Exception):
         BindingSettings(ligands=[])
+
+
+def test_settings_take_engines_as_text_as_in_the_readme():
+    """`engine`/`committee` accept the text `parse_engine` reads (the README's Python example) and the
+    relaxation is the relax workflow's settings model."""
+    s = BindingSettings(ligands=["BzO"], engine="chgnet:0.3.0", committee=["chgnet:0.2.0", "chgnet@ft/best.pth.tar+d3"],
+                        relaxation={"fmax": 0.02})
+    assert s.engine.model == "0.3.0" and [c.title for c in s.committee] == ["chgnet:0.2.0", "chgnet@best.pth.tar+D3"]
+    assert s.relaxation.fmax == 0.02 and s.relaxation.rattle_A == RelaxSettings().rattle_A

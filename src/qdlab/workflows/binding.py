@@ -41,7 +41,7 @@ from qdlab.workflows.relax import RelaxSettings
 from qdlab.errors import QdlabError
 from qdlab.store.files import write_atoms, write_text
 from qdlab.store.results import content_hash
-from qdlab.workflows.committee import EngineChoice, committee_energies, parse_engine, unique_titles
+from qdlab.workflows.committee import EngineChoice, Member, committee_energies, parse_engine, unique_titles
 
 Progress = Callable[[int, int], None] | None
 BOX_VACUUM = 10.0  # Å around free ligands and ions
@@ -52,8 +52,8 @@ class BindingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     ligands: list[str] = Field(..., min_length=1, description="library ligands, e.g. ['PhP', 'BzO', 'PhS']")
-    engine: EngineChoice = Field(default_factory=EngineChoice, description="relaxes every structure")
-    committee: list[EngineChoice] = Field(default_factory=list,
+    engine: Member = Field(default_factory=EngineChoice, description="relaxes every structure")
+    committee: list[Member] = Field(default_factory=list,
                                           description="extra single-point engines at the relaxed geometries")
     site: int | None = Field(None, description="atom index of the native ion to replace (default: chosen)")
     relax: bool = Field(True, description="relax every structure first (False: single points)")

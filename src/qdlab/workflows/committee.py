@@ -21,10 +21,11 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from ase import Atoms
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from qdlab.analysis.uncertainty import CommitteeValue, Shift, committee_arrays, committee_shift, peak_committee
 from qdlab.engines.spec import EngineSpec
@@ -60,6 +61,15 @@ def parse_engine(text: str | dict | EngineChoice) -> EngineChoice:
     if not m:
         raise QdlabError(f"engine {text!r}: write name[:model][@checkpoint][+d3], e.g. chgnet:0.2.0")
     return EngineChoice(name=m.group(1), model=m.group(2), checkpoint=m.group(3), d3=bool(m.group(4)))
+
+
+def _text_to_member(value):
+    return parse_engine(value) if isinstance(value, str) else value
+
+
+#: a committee member in a settings model: an :class:`EngineChoice`, its fields, or its text
+#: (``"chgnet:0.2.0"``, ``"chgnet@best.pth.tar+d3"``)
+Member = Annotated[EngineChoice, BeforeValidator(_text_to_member)]
 
 
 def unique_titles(members: Sequence[EngineChoice]) -> list[str]:
