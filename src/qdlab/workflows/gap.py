@@ -173,17 +173,6 @@ class GapCheckpoint:
             os.fsync(fh.fileno())
 
 
-def _init_worker() -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:  # end with the parent
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6").prctl(1, int(signal.SIGTERM))
-    except (OSError, AttributeError):
-        pass
-
-
 def linear_model(plan: GapPlan):
     """The Hellmann–Feynman linear gap model around the first planned frame."""
     from qdlab.electronic.tb.coupling import LinearGapModel
@@ -228,7 +217,7 @@ def _run_chunks(plan: GapPlan, todo, settings: GapSettings, model, workers: int,
 
         from qdlab.workflows.pool import worker_pool
 
-        with worker_pool(workers, _init_worker) as pool:  # Ctrl-C: workers killed at once, one line
+        with worker_pool(workers) as pool:  # Ctrl-C: workers killed at once, one line
             futs = [pool.submit(evaluate_chunk, plan.path, c, settings) for c in todo]
             for fut in as_completed(futs):
                 record(fut.result())

@@ -295,14 +295,6 @@ _WORKER_CALC: Calculator | None = None
 
 def _init_worker(spec: dict) -> None:
     global _WORKER_CALC
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:  # Linux: end with the parent (a killed run must not leave workers computing for nothing)
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6").prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
     _WORKER_CALC = EngineSpec.model_validate(spec).calculator()
 
 

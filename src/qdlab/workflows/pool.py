@@ -16,6 +16,7 @@ and `qdlab campaign run` on 2 cores). Here instead:
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -76,13 +77,36 @@ class _QuietPool(ProcessPoolExecutor):
         stop_processes(procs.values())
 
 
+def end_with_parent(parent_pid: int) -> None:
+    """In a worker process: end (SIGTERM) when the parent dies (Linux ``PR_SET_PDEATHSIG``), so a
+    killed run leaves no workers computing for nothing; exit at once if the parent is already gone
+    (killed while this worker was still starting: the death signal would never come)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _start_worker(parent_pid: int, initializer: Callable | None, initargs: tuple) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    end_with_parent(parent_pid)
+    if initializer is not None:
+        initializer(*initargs)
+
+
 @contextmanager
 def worker_pool(workers: int, initializer: Callable | None = None, initargs: tuple = ()) -> Iterator[_QuietPool]:
-    """``workers`` spawned processes (``initializer(*initargs)`` in each); on leaving normally the
-    pool is shut down as usual, on any exception (Ctrl-C, a failed unit) its processes are killed."""
+    """``workers`` spawned processes (one OpenMP thread, ended with the parent, then
+    ``initializer(*initargs)`` in each); on leaving normally the pool is shut down as usual, on any
+    exception (Ctrl-C, a failed unit) its processes are killed."""
     import multiprocessing as mp
 
-    pool = _QuietPool(workers, mp_context=mp.get_context("spawn"), initializer=initializer, initargs=initargs)
+    pool = _QuietPool(workers, mp_context=mp.get_context("spawn"), initializer=_start_worker,
+                      initargs=(os.getpid(), initializer, initargs))
     try:
         yield pool
     except BaseException:
