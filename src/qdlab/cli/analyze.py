@@ -15,7 +15,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from qdlab.cli.common import JSON_OPT, AliasGroup, console, emit_json, guarded
+from qdlab.cli.common import JSON_OPT, AliasGroup, console, emit_json, guarded, settings_default
 from qdlab.errors import QdlabError
 from qdlab.workflows.md_analysis import FrameWindow, RDFSettings, RMSFSettings, run_rdf, run_rmsf
 
@@ -39,10 +39,6 @@ def _load(traj: Path, window: FrameWindow, labels: Path | None, as_json: bool):
 def _window(skip: float | None, skip_frames: int, stride: int) -> FrameWindow:
     return FrameWindow(skip_ps=skip or 0.0, skip_frames=skip_frames, stride=stride)
 
-
-def _default(model, name: str):
-    f = model.model_fields[name]
-    return f.default_factory() if f.default_factory else f.default
 
 
 class _Null:
@@ -91,10 +87,10 @@ def _frames_info(t) -> dict:
 @analyze_app.command("rdf")
 @guarded
 def rdf_cmd(traj: Path = TRAJ_ARG,
-            pair: list[str] = typer.Option(_default(RDFSettings, "pairs"), "--pair",
+            pair: list[str] = typer.Option(settings_default(RDFSettings, "pairs"), "--pair",
                                            help="Element pair A-B (repeatable), e.g. Pb-Br, Pb-O; A/B/X name perovskite sites."),
-            r_max: float = typer.Option(_default(RDFSettings, "r_max_A"), "--rmax", help="Largest distance, Å."),
-            dr: float = typer.Option(_default(RDFSettings, "dr_A"), "--dr", help="Bin width, Å."),
+            r_max: float = typer.Option(settings_default(RDFSettings, "r_max_A"), "--rmax", help="Largest distance, Å."),
+            dr: float = typer.Option(settings_default(RDFSettings, "dr_A"), "--dr", help="Bin width, Å."),
             volume: str = typer.Option("hull", "--volume", help="Ideal-gas volume: hull | sphere | a number in Å³."),
             skip: float = SKIP_OPT, skip_frames: int = SKIP_FRAMES_OPT, stride: int = STRIDE_OPT,
             labels: Path = LABELS_OPT, out: Path = OUT_OPT, as_json: bool = JSON_OPT) -> None:
@@ -107,8 +103,8 @@ def rdf_cmd(traj: Path = TRAJ_ARG,
             vol = float(volume)
         except ValueError:
             raise QdlabError(f"--volume must be hull, sphere or a number in Å³, not {volume!r}") from None
-    settings = RDFSettings(pairs=pair, r_max_A=r_max, dr_A=dr, volume=vol, skip_ps=skip or 0.0,
-                           skip_frames=skip_frames, stride=stride)
+    settings = RDFSettings(pairs=pair, r_max_A=r_max, dr_A=dr, volume=vol,
+                           **_window(skip, skip_frames, stride).model_dump())
     t = _load(traj, settings, labels, as_json)
     results = run_rdf(t, settings)
     cols = {"r_A": results[0].r_A}
@@ -158,7 +154,7 @@ def adf_cmd(traj: Path = TRAJ_ARG,
 @analyze_app.command("rmsf")
 @guarded
 def rmsf_cmd(traj: Path = TRAJ_ARG,
-             reference: str = typer.Option(_default(RMSFSettings, "reference"), "--reference",
+             reference: str = typer.Option(settings_default(RMSFSettings, "reference"), "--reference",
                                            help="Alignment reference: mean (iterated) | first."),
              mass_weighted: bool = typer.Option(False, "--mass-weighted/--geometric", help="Mass-weighted Kabsch fit."),
              fit: str = typer.Option(None, "--fit", help="Fit on this selection only (e.g. core, element=Pb)."),
@@ -167,8 +163,8 @@ def rmsf_cmd(traj: Path = TRAJ_ARG,
     """RMSF per atom after Kabsch alignment, summarised per element and depth layer."""
     from qdlab.report.md_plots import plot_rmsf
 
-    settings = RMSFSettings(reference=reference, mass_weighted=mass_weighted, fit=fit, skip_ps=skip or 0.0,
-                            skip_frames=skip_frames, stride=stride)
+    settings = RMSFSettings(reference=reference, mass_weighted=mass_weighted, fit=fit,
+                            **_window(skip, skip_frames, stride).model_dump())
     t = _load(traj, settings, labels, as_json)
     res = run_rmsf(t, settings)
     summary = _frames_info(t) | res.to_dict()

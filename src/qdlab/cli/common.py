@@ -59,6 +59,13 @@ def emit_json(obj: Any) -> None:
 
 JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
+
+def settings_default(model: type, name: str) -> Any:
+    """The default of field ``name`` of a workflow's pydantic settings model: CLI options take their
+    defaults from the model, so the command, the API and the campaign step share one value."""
+    field = model.model_fields[name]
+    return field.default_factory() if field.default_factory is not None else field.default
+
 #: old option spellings still accepted but not shown (the README and tests of other modules use them)
 HIDDEN_ALIASES = {"--out": "--output", "--skip": "--skip-ps"}
 

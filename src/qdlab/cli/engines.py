@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from qdlab.cli.common import JSON_OPT, console, emit_json, guarded
+from qdlab.cli.common import JSON_OPT, console, emit_json, guarded, settings_default
 
 app = typer.Typer(help="Energy engines (ASE calculators).", no_args_is_help=True)
 
@@ -51,7 +51,7 @@ def list_(as_json: bool = JSON_OPT) -> None:
 def _relax_default(name: str):
     from qdlab.workflows.relax import RelaxSettings
 
-    return RelaxSettings.model_fields[name].default
+    return settings_default(RelaxSettings, name)
 
 
 FMAX_OPT = typer.Option(_relax_default("fmax"), "--fmax", help="Force convergence, eV/Å.")

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from qdlab.cli.common import JSON_OPT, AliasGroup, console, emit_json, guarded
+from qdlab.cli.common import JSON_OPT, AliasGroup, console, emit_json, guarded, settings_default
 from qdlab.cli.engines import (
     CKPT_OPT,
     D3_OPT,
@@ -73,7 +73,7 @@ def compare_cmd(folders: list[Path] = typer.Argument(..., help="Finished `qdlab 
 def _default(name: str):
     from qdlab.workflows.phonons import PhononSettings
 
-    return PhononSettings.model_fields[name].default
+    return settings_default(PhononSettings, name)
 
 
 @app.command(DEFAULT_COMMAND)
