@@ -20,7 +20,7 @@ from qdlab.campaign.cost import TaskCost, estimate
 from qdlab.campaign.spec import CampaignSpec, Task, expand
 from qdlab.campaign.tasks import phonon_chunk, record, row_summary, run_task
 from qdlab.errors import QdlabError
-from qdlab.store.results import DONE, FAILED, ResultStore, redact
+from qdlab.store.results import DONE, FAILED, ResultStore, is_url, redact
 from qdlab.workflows.hessian import chunk_ranges
 
 #: a phonon step is split when it has at least this many displacements (and chunk is not 0)
@@ -90,7 +90,7 @@ def open_store(spec: CampaignSpec) -> ResultStore:
 
 def _sqlite_missing(store: str) -> bool:
     """A store given as an SQLite file path that does not exist yet (planning must not create it)."""
-    return "://" not in str(store) and not Path(store).exists()
+    return not is_url(store) and not Path(store).exists()
 
 
 def plan_campaign(spec: CampaignSpec, *, measure: bool = False, require_store: bool = False,
