@@ -41,7 +41,7 @@ from qdlab.workflows.relax import RelaxSettings
 from qdlab.errors import QdlabError
 from qdlab.store.files import write_atoms, write_text
 from qdlab.store.results import content_hash
-from qdlab.workflows.committee import EngineChoice, Member, committee_energies, parse_engine, unique_titles
+from qdlab.workflows.committee import EngineChoice, Member, committee_energies, unique_titles
 
 Progress = Callable[[int, int], None] | None
 BOX_VACUUM = 10.0  # Å around free ligands and ions
@@ -320,7 +320,7 @@ def run_plan(plan: BindingPlan, settings: BindingSettings, folder: str | os.Path
     energies = {title[0]: {k: float(a.info["energy_eV"]) for k, a in relaxed.items()}}
     if settings.committee:
         cb = (lambda d, t: progress(n + d, total)) if progress else None
-        extra = committee_energies(relaxed, [parse_engine(c) for c in settings.committee], progress=cb)
+        extra = committee_energies(relaxed, settings.committee, progress=cb)  # members parsed by the settings model
         for t, e in zip(title[1:], extra.values()):
             energies[t] = e
     result = assemble_binding(plan, energies, settings, {k: bool(a.info["converged"]) for k, a in relaxed.items()})
