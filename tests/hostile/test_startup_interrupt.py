@@ -30,6 +30,41 @@ def test_interrupt_during_import_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
 
 
+def _broken_cli(monkeypatch, exc_factory):
+    broken = types.ModuleType("qdlab.cli.main")
+
+    def _getattr(name):
+        raise exc_factory()
+
+    broken.__getattr__ = _getattr
+    monkeypatch.setitem(sys.modules, "qdlab.cli.main", broken)
+
+
+def _import_cut_by_ctrl_c():
+    """What CPython raises when SIGINT arrives while a compiled module initialises (CI saw it in
+    scipy.optimize._highspy._core): ImportError('initialization failed') caused by the interrupt."""
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as cause:
+        err = ImportError("initialization failed")
+        err.__cause__ = cause
+        return err
+
+
+def test_interrupt_inside_a_compiled_import_is_one_line(monkeypatch, capsys):
+    _broken_cli(monkeypatch, _import_cut_by_ctrl_c)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
+
+
+def test_a_real_import_error_is_not_called_an_interrupt(monkeypatch):
+    _broken_cli(monkeypatch, lambda: ImportError("no module named x"))
+    with pytest.raises(ImportError, match="no module named x"):
+        main()
+
+
 @pytest.mark.parametrize("delay_s", [0.2, 0.4, 0.7, 1.2, 4.0])
 def test_sigint_at_any_moment_of_a_real_command(tmp_path, delay_s):
     """A real `python -m qdlab md` (long classical MD), SIGINT after ``delay_s`` — during the

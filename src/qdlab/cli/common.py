@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from qdlab.errors import QdlabError
-from qdlab.cli.entry import INTERRUPTED
+from qdlab.cli.entry import INTERRUPTED, caused_by_interrupt
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,7 +45,9 @@ def guarded(fn: F) -> F:
         except UnicodeDecodeError:  # a binary file where a text file was expected
             print("error: an input file is binary, not text; check the file given", file=sys.stderr)
             raise typer.Exit(code=2) from None
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, ImportError) as exc:  # a Ctrl-C inside a lazy import → ImportError
+            if not caused_by_interrupt(exc):
+                raise
             print(INTERRUPTED, file=sys.stderr)
             raise typer.Exit(code=130) from None
 

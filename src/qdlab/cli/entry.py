@@ -8,15 +8,28 @@ import sys
 INTERRUPTED = "error: interrupted; rerun the same command to resume"
 
 
+def caused_by_interrupt(exc: BaseException) -> bool:
+    """True when ``exc`` is a KeyboardInterrupt or was raised because of one: a Ctrl-C while a
+    compiled module initialises surfaces as ``ImportError: initialization failed`` whose cause is
+    the KeyboardInterrupt (seen with scipy's HiGHS extension)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def main(prog_name: str | None = None) -> None:
     """Import the CLI and run it; Ctrl-C before a command starts → one line, exit 130."""
     try:
         from qdlab.cli.main import app
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        raise SystemExit(130) from None
-    try:
+
         app(prog_name=prog_name)
-    except KeyboardInterrupt:  # between typer's parsing and the command's own guard
+    except (KeyboardInterrupt, ImportError) as exc:  # start-up, or between parsing and the guard
+        if not caused_by_interrupt(exc):
+            raise
         print(INTERRUPTED, file=sys.stderr)
         raise SystemExit(130) from None
