@@ -201,6 +201,10 @@ after = "md"
 [[steps]]
 workflow = "linewidth"
 T_K = 300
+[[steps]]
+workflow = "excitons"
+after = "relax"
+eps = 5.0
 """
 
 
@@ -210,7 +214,7 @@ def test_campaign_plan_accepts_the_steps(tmp_path):
     assert res.exit_code == 0, res.output
     plan = json.loads(res.stdout)
     assert {t["step"] for t in plan["tasks"]} == {"relax", "binding", "phonons", "thermal", "ir", "md", "ir_md",
-                                                   "gap", "linewidth"}
+                                                   "gap", "linewidth", "excitons"}
 
 
 @pytest.mark.parametrize("steps, message", [
@@ -224,3 +228,41 @@ def test_bad_steps_are_refused(steps, message):
 
     with pytest.raises(QdlabError, match=message.replace("(", r"\(").replace(")", r"\)")):
         spec_from_dict({"name": "x", "grid": [GRID], "steps": steps})
+
+
+def test_excitons_step_row_equals_library(tmp_path):
+    """The `excitons` step after the built model gives the row of evaluate_exciton_unit called directly on
+    the same structure and settings (coarse 3 Bohr grid: a plumbing check, not physics); the saved
+    result and the states checkpoint are in the task's folder."""
+    from qdlab.campaign.tasks import input_structure
+    from qdlab.workflows.excitons import ExcitonSettings, ExcitonUnit, evaluate_exciton_unit
+
+    states = {"spacing_B": 3.0, "vacuum_B": 0.5, "n_below": 1, "n_above": 1, "tol_Ha": 1e-3, "extra": 2}
+    runs = _run(tmp_path, [{"workflow": "excitons", "states": states}])
+    summ = runs["excitons"]
+    row = summ["results"]
+    atoms = input_structure(summ["task"], None, str(tmp_path / "files"))
+    direct = evaluate_exciton_unit(ExcitonUnit("nc", atoms), ExcitonSettings(states=states), tmp_path / "direct")
+    for k in ("gap_eV", "optical_gap_eV", "binding_eV", "lowest_s2", "n_electrons", "n_holes"):
+        assert row[k] == pytest.approx(direct[k], rel=1e-6, abs=1e-9), k
+    saved = json.loads(_f(tmp_path, summ, "excitons").read_text())
+    assert saved["gap_eV"] == row["gap_eV"] and (tmp_path / "files" / summ["files"]["states"]).is_file()
+
+
+def test_excitons_cost_follows_the_grid(tmp_path):
+    """`campaign plan` prices an excitons task by the states' cost model, not as a 1 s analysis: the
+    estimate scales as (1/spacing)³ (same box) and equals states_seconds on the modelled box."""
+    from qdlab.campaign.cost import VOLUME_PER_ATOM_A3, exciton_seconds
+    from qdlab.electronic.pseudopotential.engine import StatesSettings, states_seconds
+
+    coarse, fine = exciton_seconds({"states": {"spacing_B": 1.0}}, 63), exciton_seconds({}, 63)
+    assert fine / coarse == pytest.approx(8.0, rel=0.02)
+    side = (63 * VOLUME_PER_ATOM_A3) ** (1 / 3) / 0.529177210903 + 16.0
+    assert fine == pytest.approx(states_seconds(int((side / 0.5) ** 3), StatesSettings()), rel=1e-6)
+    spec = write_spec(tmp_path, 'name = "x"\nstore = "x.db"\n[[grid]]\ncomposition = "CsPbI3"\nsize = "2"\n'
+                                'neutrality = "surface-charge"\n[[engines]]\nname = "classical"\n'
+                                '[[steps]]\nworkflow = "excitons"\n')
+    res = CliRunner().invoke(app, ["campaign", "plan", str(spec), "--json"])
+    assert res.exit_code == 0, res.output
+    task = json.loads(res.stdout)["tasks"][0]
+    assert task["step"] == "excitons" and task["seconds"] == pytest.approx(exciton_seconds({}, task["n_atoms"]), rel=1e-9)

@@ -140,6 +140,22 @@ def force_calls(workflow: str, settings: dict, n_atoms: int) -> int:
     return 0
 
 
+#: Volume per atom of CsPbI3 (Å³: cubic a = 6.289 Å, 5 atoms), to size an exciton task's box unbuilt.
+VOLUME_PER_ATOM_A3 = 6.289**3 / 5
+
+
+def exciton_seconds(settings: dict, n_atoms: int) -> float:
+    """One-core seconds of an ``excitons`` task: its states (the solver's cost model,
+    :func:`qdlab.electronic.pseudopotential.engine.states_seconds`) on the box a cube of ``n_atoms``
+    perovskite atoms gets; the BSE is small beside them."""
+    from qdlab.electronic.pseudopotential.engine import StatesSettings, states_seconds
+    from qdlab.electronic.pseudopotential.params import BOHR_A
+
+    s = StatesSettings(**settings.get("states", {}))
+    side_B = (n_atoms * VOLUME_PER_ATOM_A3) ** (1 / 3) / BOHR_A + 2 * s.vacuum_B
+    return states_seconds(int((side_B / s.spacing_B) ** 3), s)
+
+
 @dataclass(frozen=True)
 class TaskCost:
     """Estimated cost of one task: force calls, seconds per call (s), total seconds (s)."""
@@ -165,6 +181,9 @@ def estimate(tasks, *, measure: bool = False, log=None) -> dict[str, TaskCost]:
     out: dict[str, TaskCost] = {}
     for t in tasks:
         calls = force_calls(t.workflow, t.settings, t.n_atoms)
+        if t.workflow == "excitons":
+            out[t.key] = TaskCost(t.key, 0, 0.0, exciton_seconds(t.settings, t.n_atoms), "model")
+            continue
         if calls == 0:
             out[t.key] = TaskCost(t.key, 0, 0.0, ANALYSIS_SECONDS, "analysis")
             continue

@@ -9,7 +9,10 @@
 - ``ir_md`` after ``md``: :class:`qdlab.workflows.ir.IRMDSettings` (spectrum from the dipole trajectory);
 - ``gap`` after ``md``: :class:`qdlab.workflows.gap.GapSettings` (HOMO, LUMO, gap per frame, eV; chunks
   evaluated serially in one task, checkpointed);
-- ``linewidth`` after ``gap``: :class:`LinewidthStep` (Huang–Rhys factors, reorganisation energy, Γ in meV).
+- ``linewidth`` after ``gap``: :class:`LinewidthStep` (Huang–Rhys factors, reorganisation energy, Γ in meV);
+- ``excitons`` after a structure step (or the built model): :class:`qdlab.workflows.excitons.ExcitonSettings`
+  (pseudopotential states near the gap → BSE; gap, optical gap, lowest ⟨S²⟩, bright–dark and bright
+  splittings as row values; states and kernel checkpointed in the task's folder).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class LinewidthStep(_Step):
 
 def _models() -> tuple[type[_Step], ...]:
     from qdlab.workflows.binding import BindingSettings
+    from qdlab.workflows.excitons import ExcitonSettings
     from qdlab.workflows.gap import GapSettings
     from qdlab.workflows.ir import HarmonicIRSettings, IRMDSettings, ThermalSettings
 
@@ -79,14 +83,16 @@ def _models() -> tuple[type[_Step], ...]:
                            "the engine is the campaign's).", exclude={"engine"}),
             _from_dataclass("IRStep", "ir", HarmonicIRSettings, "Harmonic IR spectrum of a phonon step."),
             _from_dataclass("IRMDStep", "ir_md", IRMDSettings, "IR spectrum of an MD step's dipole trajectory."),
-            _from_pydantic("GapStep", "gap", GapSettings, "Band gap per frame of an MD step (GapSettings)."))
+            _from_pydantic("GapStep", "gap", GapSettings, "Band gap per frame of an MD step (GapSettings)."),
+            _from_pydantic("ExcitonsStep", "excitons", ExcitonSettings, "Exciton fine structure of a structure "
+                           "(pseudopotential states + BSE; ExcitonSettings)."))
 
 
-ThermalStep, BindingStep, IRStep, IRMDStep, GapStep = _models()
-ExtraStep = ThermalStep | BindingStep | IRStep | IRMDStep | GapStep | LinewidthStep
+ThermalStep, BindingStep, IRStep, IRMDStep, GapStep, ExcitonsStep = _models()
+ExtraStep = ThermalStep | BindingStep | IRStep | IRMDStep | GapStep | ExcitonsStep | LinewidthStep
 
 EXTRA_PRODUCES = {"thermal": "thermal", "binding": "binding", "ir": "ir", "ir_md": "ir", "gap": "gap trace",
-                  "linewidth": "linewidth"}
+                  "linewidth": "linewidth", "excitons": "excitons"}
 EXTRA_NEEDS = {"thermal": "phonons", "binding": "structure", "ir": "phonons", "ir_md": "trajectory",
-               "gap": "trajectory", "linewidth": "gap trace"}
+               "gap": "trajectory", "linewidth": "gap trace", "excitons": "structure"}
 EXTRA_USES_ENGINE = {"binding"}

@@ -373,8 +373,23 @@ def _linewidth(task: dict, parent: dict | None, files: str, out: Path) -> tuple[
                            "linewidth_png": rel(files, out / "linewidth.png")}
 
 
+def _excitons(task: dict, parent: dict | None, files: str, out: Path) -> tuple[Atoms, dict, dict]:
+    """Exciton fine structure of the task's model (:func:`qdlab.workflows.excitons.evaluate_exciton_unit`;
+    states, kernel and result checkpointed in the task folder) → the scalar values of its row (eV)."""
+    from qdlab.workflows.excitons import ExcitonSettings, ExcitonUnit, evaluate_exciton_unit
+
+    atoms = input_structure(task, parent, files)
+    row = evaluate_exciton_unit(ExcitonUnit("nc", atoms), ExcitonSettings(**task["settings"]), out)
+    results = {k: v for k, v in row.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    for i, split in enumerate(row.get("bright_splittings_meV", [])[1:], start=1):  # splitting to bright state i
+        results[f"bright_split_{i}_meV"] = split
+    return atoms, results, {"excitons": rel(files, out / "nc.excitons.json"),
+                            "states": rel(files, out / "nc.states.npz"), "kernel": rel(files, out / "nc.kernel.npz")}
+
+
 WORKFLOWS = {"relax": _relax, "peaks": _peaks, "md": _md, "rmsf": _rmsf, "rdf": _rdf, "thermal": _thermal,
-             "binding": _binding, "ir": _ir, "ir_md": _ir_md, "gap": _gap, "linewidth": _linewidth}
+             "binding": _binding, "ir": _ir, "ir_md": _ir_md, "gap": _gap, "linewidth": _linewidth,
+             "excitons": _excitons}
 
 
 def _one_line(exc: BaseException) -> str:
