@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from qdlab.electronic.eigensolvers import filtered_subspace, folded_lobpcg
+from qdlab.electronic.eigensolvers import filtered_subspace, folded_davidson, folded_lobpcg
 from qdlab.electronic.pseudopotential.bulk import cubic_cell
 from qdlab.electronic.pseudopotential.engine import kinetic_preconditioner
 from qdlab.electronic.pseudopotential.hamiltonian import grid_hamiltonian, planewave_hamiltonian
@@ -34,6 +34,55 @@ def test_chebyshev_lowest_matches_dense(small_grid):
     res = filtered_subspace(H.apply, H.dim, 28, tol=1e-7, degree=20, nvec=40)
     assert res.converged
     assert np.abs(res.values - w[:28]).max() < 1e-6
+
+
+def test_folded_davidson_matches_dense(small_grid):
+    """Interior states nearest the mid-gap of the grid Hamiltonian by folded block Davidson (the
+    default nanocrystal solver), 1e-6 Hartree from dense diagonalisation; residuals below tol."""
+    H, w = small_grid
+    ref = 0.5 * (w[25] + w[26])
+    near = np.sort(w[np.argsort(np.abs(w - ref))[:6]])
+    res = folded_davidson(H.apply, H.dim, 6, ref, precond=kinetic_preconditioner(H, 3.0), tol=1e-7,
+                          maxiter=1500)
+    assert res.converged and res.residuals.max() < 1e-7
+    assert np.abs(res.values - near).max() < 1e-6
+
+
+@pytest.mark.parametrize("solver", ["davidson", "lobpcg"])
+def test_gap_states_moves_its_centre_without_skipping_states(small_grid, solver):
+    """A reference just above the valence band edge: the states nearest to it are mostly valence, so
+    the conduction side needs more centres. The result is exactly the 2 highest states below and the
+    8 lowest above the reference of the dense spectrum (1e-6 Ha): no state between two runs missed."""
+    from qdlab.electronic.pseudopotential.engine import StatesSettings, gap_states
+
+    H, w = small_grid
+    ref = w[25] + 0.05 * (w[26] - w[25])
+    s = StatesSettings(tol_Ha=1e-7, extra=4, solver=solver, maxiter=150)
+    e, vecs, _ = gap_states(H, ref, 2, 8, s, apply=H.apply, precond=kinetic_preconditioner(H, 3.0))
+    exact = np.concatenate([w[w < ref][-2:], w[w >= ref][:8]])
+    assert np.abs(np.sort(e) - exact).max() < 1e-6
+    assert np.abs(H.apply(vecs) - vecs * e).max() < 1e-5
+
+
+def test_folded_davidson_needs_fewer_products_than_lobpcg():
+    """A model with the nanocrystal's shape (kinetic-like diagonal 0–60 Ha + O(1) Hermitian coupling,
+    8 states nearest an interior energy, kinetic preconditioner): both solvers give the dense
+    eigenvalues to 1e-9 Ha; Davidson uses fewer H·X (measured 4.6k vs 9.8k for n = 3000; here n = 1200)."""
+    rng = np.random.default_rng(1)
+    n = 1200
+    t = np.sort(rng.uniform(0, 60, n))
+    C = rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))
+    Hm = np.diag(t) + 0.5 * (C + C.conj().T) / np.sqrt(n) - 0.5 * np.eye(n)
+    d = np.linalg.eigvalsh(Hm)
+    c = float(0.5 * (d[20] + d[21]))
+    exact = np.sort(d[np.argsort(np.abs(d - c))[:8]])
+    counts = {}
+    for name, solver in (("davidson", folded_davidson), ("lobpcg", folded_lobpcg)):
+        r = solver(lambda X: Hm @ X, n, 8, c, precond=lambda X: X / (t[:, None] + 3.0) ** 2, tol=1e-8,
+                   maxiter=2000)
+        assert r.converged and np.abs(np.sort(r.values) - exact).max() < 1e-9, name
+        counts[name] = r.n_apply
+    assert counts["davidson"] < counts["lobpcg"], counts
 
 
 @pytest.mark.slow

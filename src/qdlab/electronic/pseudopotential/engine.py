@@ -3,7 +3,8 @@
 The structure (Å) is centred in a box with ``vacuum_B`` Bohr of vacuum on every side, the spinor
 Hamiltonian is built on a grid of spacing ``spacing_B`` (0.5 Bohr default, seed 003), per-atom
 cubic↔orthorhombic weights come from the Pb–I–Pb angles, and the states on both sides of a reference
-energy inside the gap are found by folded-spectrum LOBPCG. H·X runs on the fast torch path
+energy inside the gap are found on the folded spectrum (H − ε)² by block Davidson (default; scipy's
+LOBPCG as the alternative). H·X runs on the fast torch path
 (:mod:`.torch_apply`; CPU by default, ``device="cuda"`` on a GPU, ``device="numpy"`` the reference). Before anything
 large is allocated the memory is estimated and a too-large request is refused in one line.
 The converged states are checkpointed (npz, atomic write) and reused by a rerun with equal inputs.
@@ -43,7 +44,10 @@ class StatesSettings(BaseModel):
     n_above: int = Field(8, ge=1, description="electron (unoccupied) spinor states wanted")
     ref_eV: float = Field(-5.1, description="reference energy inside the gap (bulk cubic mid-gap), eV")
     tol_Ha: float = Field(1e-5, gt=0, description="residual tolerance, Hartree")
-    maxiter: int = Field(60, ge=1, description="LOBPCG iterations per centre, in tens")
+    maxiter: int = Field(60, ge=1, description="solver iterations per centre, in tens")
+    solver: str = Field("davidson", pattern="^(davidson|lobpcg)$",
+                        description="folded-spectrum block Davidson (default) or scipy's LOBPCG")
+    precond_shift_Ha: float = Field(3.0, gt=0, description="shift s of the preconditioner 1/(T_G + s)², Hartree")
     extra: int = Field(8, ge=0, description="buffer vectors in the subspace")
     max_memory_GB: float = Field(16.0, gt=0, description="refuse above this estimate")
     interpolate: bool = Field(True, description="per-atom cubic↔orthorhombic mixing from Pb–I–Pb angles")
@@ -141,12 +145,12 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
     t0 = time.perf_counter()
     w = weights(atoms, s)
     H = grid_hamiltonian(cell, frac, atoms.get_chemical_symbols(), w, s.spacing_B, r_cut=s.r_cut_B)
-    apply, pre = H.apply, kinetic_preconditioner(H)
+    apply, pre = H.apply, kinetic_preconditioner(H, s.precond_shift_Ha)
     if s.device != "numpy":
         from qdlab.electronic.pseudopotential.torch_apply import TorchApply
 
         fast = TorchApply(H, s.device, s.precision)
-        apply, pre = fast, fast.preconditioner()
+        apply, pre = fast, fast.preconditioner(s.precond_shift_Ha)
     e, vecs, res = gap_states(H, s.ref_eV / HARTREE_EV, s.n_below, s.n_above, s, progress, apply=apply,
                               precond=pre)
     ref = s.ref_eV / HARTREE_EV
@@ -166,11 +170,11 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
     return out
 
 
-def kinetic_preconditioner(H):
-    """Approximate ((H − ε)²)⁻¹ by 1/(T_G + 1 Ha)² in G space (grid mode)."""
+def kinetic_preconditioner(H, shift_Ha: float = 1.0):
+    """Approximate ((H − ε)²)⁻¹ by 1/(T_G + shift)² in G space (grid mode)."""
     import scipy.fft as sfft
 
-    inv = 1.0 / (H.kinetic + 1.0) ** 2
+    inv = 1.0 / (H.kinetic + shift_Ha) ** 2
     shape = H.fft_shape
 
     def apply(X):
@@ -184,22 +188,31 @@ def kinetic_preconditioner(H):
 
 def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, progress=None, apply=None,
                precond=None):
-    """Eigenpairs on both sides of ``ref`` (Hartree) by folded-spectrum LOBPCG around moving centres.
+    """Eigenpairs on both sides of ``ref`` (Hartree) by a folded-spectrum solver (block Davidson or
+    LOBPCG, ``s.solver``) around moving centres.
 
-    The first centre is ``ref``; while one side is missing the centre is reflected past the states
-    found (they are all within the distance covered), and the union of the converged pairs is kept.
+    The first centre is ``ref``. A run returns the states nearest its centre, so every state within
+    the largest distance returned is found: while one side lacks states the next centre is the edge of
+    that covered interval on the missing side (no gap left between runs), and the search is kept
+    orthogonal to the states found (deflation: a warm start from them would be declared converged at
+    once without proving they are the nearest); the union of the converged pairs is kept.
     Returns (energies, vectors (2n, k), last EigenResult), n_below highest below and n_above lowest
     above ``ref``.
     """
-    from qdlab.electronic.eigensolvers import folded_lobpcg
+    from qdlab.electronic.eigensolvers import folded_davidson, folded_lobpcg
 
-    pre = precond or kinetic_preconditioner(H)
+    pre = precond or kinetic_preconditioner(H, s.precond_shift_Ha)
     apply = apply or H.apply
     want = n_below + n_above
-    centre, found_e, found_v, res = ref, [], [], None
+    centre, found_e, found_v, res, known = ref, [], [], None, None
+    covered = [ref, ref]
     for attempt in range(6):
-        res = folded_lobpcg(apply, H.dim, want, centre, precond=pre, nvec=want + s.extra, tol=s.tol_Ha,
-                            maxiter=s.maxiter * 10, seed=s.seed + attempt)
+        if s.solver == "davidson":
+            res = folded_davidson(apply, H.dim, want, centre, precond=pre, nblock=want + s.extra, tol=s.tol_Ha,
+                                  maxiter=s.maxiter * 10, seed=s.seed + attempt, deflate=known)
+        else:
+            res = folded_lobpcg(apply, H.dim, want, centre, precond=pre, nvec=want + s.extra, tol=s.tol_Ha,
+                                maxiter=s.maxiter * 10, seed=s.seed + attempt, deflate=known)
         if progress is not None:
             progress(attempt + 1, float(res.residuals.max()))
         for val, vec in zip(res.values, res.vectors.T):
@@ -211,7 +224,9 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
         if len(below) >= n_below and len(above) >= n_above:
             break
         span = float(np.abs(res.values - centre).max())
-        centre = centre + 2 * span if len(above) < n_above else centre - 2 * span
+        covered = [min(covered[0], centre - span), max(covered[1], centre + span)]
+        centre = covered[1] if len(above) < n_above else covered[0]
+        known = np.array(found_v).T
     U, sv, _ = np.linalg.svd(np.array(found_v).T, full_matrices=False)
     Q = U[:, sv > 1e-3 * sv[0]]  # the union of the runs' pairs, re-diagonalised (Rayleigh–Ritz)
     HQ = apply(Q)
