@@ -56,7 +56,8 @@ def main() -> None:
             rss = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f}"
         print(f"{n:>2} {len(atoms):>5} {str(shape):>14} {per:>9.1f} {est['states_bytes'] / 1e9:>9.2f}"
               f" {est['total_bytes'] / 1e9:>9.2f} {ratio:>8} {t_apply:>9} {rss:>7}")
-    print(f"largest cube within {a.limit_gb:g} GB (states × {WORK_BLOCKS} work copies, {a.states} states): n = {fits}")
+    print(f"largest cube within {a.limit_gb:g} GB (states × {WORK_BLOCKS['davidson']} work copies of the Davidson solver, "
+          f"{a.states} states): n = {fits}")
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def estimate(atoms, s: FineStructureSettings) -> dict:
     n = grid_points(atoms, es.states)
     nvec = 2 * s.n_states + es.states.extra
     nb = min(s.n_states, s.n_bse or 60)
-    mem = memory_estimate(n, nvec)["total_bytes"] / 1e9
+    mem = memory_estimate(n, nvec, es.states.solver)["total_bytes"] / 1e9
     kern = kernel_cost(n, nb, nb)
     hours = (states_seconds(n, es.states) + kern["seconds"]) / 3600
     out = {"grid_points": n, "states_GB": mem, "kernel_GB": kern["bytes"] / 1e9, "hours": hours}

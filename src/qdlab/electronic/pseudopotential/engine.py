@@ -22,7 +22,6 @@ import numpy as np
 from ase import Atoms
 from pydantic import BaseModel, Field
 
-from qdlab.electronic.eigensolvers import filtered_subspace
 from qdlab.electronic.pseudopotential.hamiltonian import grid_hamiltonian, grid_shape
 from qdlab.electronic.pseudopotential.interpolation import orthorhombic_weights
 from qdlab.electronic.pseudopotential.params import ACTIVE, BOHR_A, HARTREE_EV, n_occupied
@@ -30,8 +29,10 @@ from qdlab.electronic.states import BandEdgeStates
 from qdlab.errors import QdlabError
 from qdlab.store.files import atomic_path
 
-#: Work copies of the state block held at once by the filter (X, H·X, two recurrence terms).
-WORK_BLOCKS = 4
+#: Work copies of the state block held at once by each solver: block Davidson keeps V and H·V up to
+#: 5 blocks each plus the residual/correction block and its H·T (13); scipy's LOBPCG X, R, P, their
+#: images under the folded operator and the preconditioned residuals (9).
+WORK_BLOCKS = {"davidson": 13, "lobpcg": 9}
 
 
 class StatesSettings(BaseModel):
@@ -81,10 +82,10 @@ def grid_points(atoms: Atoms, s: "StatesSettings") -> int:
     return int(np.prod(grid_shape(cell, s.spacing_B)))
 
 
-def memory_estimate(n_points: int, n_states: int) -> dict:
-    """Bytes of the state block (points × states × 16 B × 2 spinor) and with the filter's work copies."""
+def memory_estimate(n_points: int, n_states: int, solver: str = "davidson") -> dict:
+    """Bytes of the state block (points × states × 16 B × 2 spinor) and with the solver's work copies."""
     states = n_points * n_states * 16 * 2
-    return {"states_bytes": states, "total_bytes": states * WORK_BLOCKS}
+    return {"states_bytes": states, "total_bytes": states * WORK_BLOCKS[solver], "work_blocks": WORK_BLOCKS[solver]}
 
 
 def box(atoms: Atoms, vacuum_B: float) -> tuple[np.ndarray, np.ndarray]:
@@ -120,12 +121,12 @@ class GridStates:
     dV: float
 
 
-def check_memory(n_points: int, n_states: int, limit_GB: float) -> dict:
-    est = memory_estimate(n_points, n_states)
+def check_memory(n_points: int, n_states: int, limit_GB: float, solver: str = "davidson") -> dict:
+    est = memory_estimate(n_points, n_states, solver)
     if est["total_bytes"] > limit_GB * 1e9:
         raise QdlabError(f"memory estimate {est['total_bytes'] / 1e9:.1f} GB ({n_points} grid points × "
-                         f"{n_states} states × 16 B × 2 spinor × {WORK_BLOCKS} work copies) exceeds the "
-                         f"limit {limit_GB:g} GB")
+                         f"{n_states} states × 16 B × 2 spinor × {est['work_blocks']} work copies of {solver}) "
+                         f"exceeds the limit {limit_GB:g} GB")
     return est
 
 
@@ -141,7 +142,7 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
     cell, frac = box(atoms, s.vacuum_B)
     shape = grid_shape(cell, s.spacing_B)
     nvec = s.n_below + s.n_above + s.extra
-    est = check_memory(int(np.prod(shape)), nvec, s.max_memory_GB)
+    est = check_memory(int(np.prod(shape)), nvec, s.max_memory_GB, s.solver)
     t0 = time.perf_counter()
     w = weights(atoms, s)
     H = grid_hamiltonian(cell, frac, atoms.get_chemical_symbols(), w, s.spacing_B, r_cut=s.r_cut_B)
