@@ -66,14 +66,26 @@ HX_SECONDS_PER_POINT = 0.080 / 80**3
 #: preconditioner FFTs (measured: H·X 33 % of the states time for Cs19Pb8I36 on an 18³ grid, 37 % of
 #: the CPU time for the n = 1 cube on 0.6 Bohr).
 SOLVER_OVERHEAD = 3.0
+#: Block Davidson, measured on the relaxed n = 2 CsPbI3 cube (Cs19Pb8I36), 1.0 Bohr (42³), 8 + 8 states
+#: + 8 buffer, tol 1e-5 Ha, two centres: 13,152–13,630 H·X in all (≈ 280 per vector and centre),
+#: 1882–1923 s wall of which H·X 185–190 s (two runs sharing the 2 cores): the dense block algebra
+#: on 2N-long vectors (orthogonalisation, Gram updates, residuals), ≈ 10× the H·X time.
+DAVIDSON_HX_PER_VECTOR = 280
+DAVIDSON_OVERHEAD = 10.0
 
 
 def states_seconds(n_points: int, s: "StatesSettings", centres: int = 2) -> float:
-    """One-core time of the gap states, seconds: folded LOBPCG runs to its cap (10·maxiter iterations,
-    at most 2 H·X per vector; every nanocrystal case measured did, using ≈ 2/3 of that bound:
-    Cs4PbI6 on 48³, 16 vectors, ≈ 12,500 H·X per centre) for ``centres`` centres (1–3 seen)."""
-    n_hx = centres * 10 * s.maxiter * (s.n_below + s.n_above + s.extra) * 2
-    return float(n_hx * HX_SECONDS_PER_POINT * n_points * SOLVER_OVERHEAD)
+    """One-core time of the gap states, seconds, for ``centres`` solver centres (2 measured).
+
+    Davidson: ≈ 280 H·X per vector and centre, wall ≈ 10× the H·X time (measured, see above).
+    LOBPCG runs to its cap (10·maxiter iterations, at most 2 H·X per vector; every nanocrystal case
+    measured did, using ≈ 2/3 of that bound: Cs4PbI6 on 48³, 16 vectors, ≈ 12,500 H·X per centre)."""
+    nvec = s.n_below + s.n_above + s.extra
+    if s.solver == "davidson":
+        n_hx, overhead = centres * DAVIDSON_HX_PER_VECTOR * nvec, DAVIDSON_OVERHEAD
+    else:
+        n_hx, overhead = centres * 10 * s.maxiter * nvec * 2, SOLVER_OVERHEAD
+    return float(n_hx * HX_SECONDS_PER_POINT * n_points * overhead)
 
 
 def grid_points(atoms: Atoms, s: "StatesSettings") -> int:
