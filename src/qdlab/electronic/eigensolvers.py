@@ -189,12 +189,13 @@ def folded_lobpcg(apply: Apply, dim: int, n_want: int, center: float, *,
                        info={"center": center, "nvec": nvec, "method": "folded-lobpcg"})
 
 
-def _orthonormalise(T: np.ndarray, V: np.ndarray | None) -> np.ndarray:
-    """Columns of T orthonormal to V and to each other (two passes of block Gram–Schmidt); columns
-    that vanish (already in span V) are dropped."""
+def _orthonormalise(T: np.ndarray, *bases: np.ndarray | None) -> np.ndarray:
+    """Columns of T orthonormal to every (orthonormal) basis given and to each other (two passes of
+    block Gram–Schmidt, basis by basis: no stacked copy); columns that vanish are dropped."""
     for _ in range(2):
-        if V is not None and V.shape[1]:
-            T = T - V @ (V.conj().T @ T)
+        for V in bases:
+            if V is not None and V.shape[1]:
+                T = T - V @ (V.conj().T @ T)
         T, R = np.linalg.qr(T)
         keep = np.abs(np.diag(R)) > 1e-10 * max(1.0, float(np.abs(np.diag(R)).max(initial=0.0)))
         T = T[:, keep]
@@ -202,7 +203,7 @@ def _orthonormalise(T: np.ndarray, V: np.ndarray | None) -> np.ndarray:
 
 
 def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
-                    precond: Apply | None = None, nblock: int | None = None, max_dim: int | None = None,
+                    precond: Apply | None = None, nvec: int | None = None, max_dim: int | None = None,
                     tol: float = 1e-6, maxiter: int = 2000, seed: int = 0, x0: np.ndarray | None = None,
                     deflate: np.ndarray | None = None,
                     progress: Callable[[int, float], None] | None = None) -> EigenResult:
@@ -211,51 +212,44 @@ def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
     Unlike LOBPCG's three blocks, the search space keeps every correction up to ``max_dim`` vectors
     (thick restart on the current Ritz vectors), and the folded projection needs one H·X per new
     vector: with V orthonormal, Vᴴ(H − ε)²V = (HV)ᴴHV − 2ε·VᴴHV + ε², both Gram matrices updated
-    by the new columns only. Ritz vectors of the folded problem are re-diagonalised with H itself;
-    converged when every wanted residual ‖Hx − θx‖ < ``tol``. ``precond`` approximates
+    by the new columns only. The ``nvec`` Ritz vectors of the folded problem are re-diagonalised with
+    H itself; their residuals, the restart and the result all use the one product V·Y, H·V·Y per
+    iteration; converged when every wanted residual ‖Hx − θx‖ < ``tol``. ``precond`` approximates
     ((H − ε)²)⁻¹ (the kinetic filter in G space). ``deflate`` (dim, k): eigenvectors already known;
     the search space is kept orthogonal to them, so the states returned are the nearest *other* ones.
     Counts H·X in ``n_apply``.
     """
-    nblock = min(dim, nblock or n_want + 8)
-    max_dim = min(dim, max_dim or 5 * nblock)
+    nvec = min(dim, nvec or n_want + 8)
+    max_dim = min(dim, max_dim or 5 * nvec)
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((dim, nblock)) + 1j * rng.standard_normal((dim, nblock))
+    X = rng.standard_normal((dim, nvec)) + 1j * rng.standard_normal((dim, nvec))
     if x0 is not None:
-        k = min(nblock, x0.shape[1])
+        k = min(nvec, x0.shape[1])
         X[:, :k] = x0[:, :k]
     V = _orthonormalise(X, deflate)
     HV = apply(V)
     n_apply = V.shape[1]
     S, K = V.conj().T @ HV, HV.conj().T @ HV
-    res = np.full(n_want, np.inf)
     for it in range(1, maxiter + 1):
         G = K - center * (S + S.conj().T) + center**2 * np.eye(len(S))
         _, Y = np.linalg.eigh(0.5 * (G + G.conj().T))
-        Y = Y[:, :nblock]
+        Y = Y[:, :nvec]
         Sy = Y.conj().T @ S @ Y
         theta, Z = np.linalg.eigh(0.5 * (Sy + Sy.conj().T))
         Y = Y @ Z
-        order = np.argsort(np.abs(theta - center))
-        want = order[:n_want]
-        KY = Y.conj().T @ K @ Y
-        r2 = np.real(np.diag(KY)) - theta**2  # ‖HVy − θVy‖² = yᴴKy − θ² (yᴴSy = θ, y normalised)
-        res = np.sqrt(np.maximum(r2, 0.0))
-        floor = 1e-7 * np.sqrt(np.abs(np.diag(KY)).max())  # rounding of the estimate: check explicitly
-        near = [i for i in order[:nblock] if res[i] < 10 * max(tol, floor)]
-        if near:
-            res[near] = np.linalg.norm(HV @ Y[:, near] - (V @ Y[:, near]) * theta[near], axis=0)
+        X, HX = V @ Y, HV @ Y  # Ritz vectors and their images: residuals, restart and result
+        R = HX - X * theta
+        res = np.linalg.norm(R, axis=0)
+        want = np.argsort(np.abs(theta - center))[:n_want]
         if progress is not None:
             progress(it, float(res[want].max()))
         if res[want].max() < tol or it == maxiter:
             break
-        active = [i for i in order if res[i] >= tol][:nblock]
-        Ya = Y[:, active]
-        R = HV @ Ya - (V @ Ya) * theta[active]
-        T = precond(R) if precond is not None else R
+        active = [i for i in np.argsort(np.abs(theta - center)) if res[i] >= tol][:nvec]
+        T = precond(R[:, active]) if precond is not None else R[:, active]
         if V.shape[1] + len(active) > max_dim:  # thick restart on the Ritz vectors (orthonormal: Y is)
-            V, HV, S, K = V @ Y, HV @ Y, np.diag(theta).astype(complex), KY
-        T = _orthonormalise(T, V if deflate is None else np.hstack([deflate, V]))
+            V, HV, S, K = X, HX, np.diag(theta).astype(complex), Y.conj().T @ K @ Y
+        T = _orthonormalise(T, deflate, V)
         if T.shape[1] == 0:
             break
         HT = apply(T)
@@ -265,8 +259,6 @@ def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
         K = np.block([[K, KT], [KT.conj().T, HT.conj().T @ HT]])
         V, HV = np.hstack([V, T]), np.hstack([HV, HT])
     want = np.sort(want)
-    X, HX = V @ Y[:, want], HV @ Y[:, want]
-    resid = np.linalg.norm(HX - X * theta[want], axis=0)
-    return EigenResult(values=theta[want], vectors=X, residuals=resid, iterations=it, n_apply=n_apply,
-                       converged=bool(resid.max() < tol),
-                       info={"center": center, "nblock": nblock, "max_dim": max_dim, "method": "folded-davidson"})
+    return EigenResult(values=theta[want], vectors=X[:, want], residuals=res[want], iterations=it, n_apply=n_apply,
+                       converged=bool(res[want].max() < tol),
+                       info={"center": center, "nvec": nvec, "max_dim": max_dim, "method": "folded-davidson"})

@@ -214,18 +214,15 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     """
     from qdlab.electronic.eigensolvers import folded_davidson, folded_lobpcg
 
+    solver = {"davidson": folded_davidson, "lobpcg": folded_lobpcg}[s.solver]
     pre = precond or kinetic_preconditioner(H, s.precond_shift_Ha)
     apply = apply or H.apply
     want = n_below + n_above
     centre, found_e, found_v, res, known = ref, [], [], None, None
     covered = [ref, ref]
     for attempt in range(6):
-        if s.solver == "davidson":
-            res = folded_davidson(apply, H.dim, want, centre, precond=pre, nblock=want + s.extra, tol=s.tol_Ha,
-                                  maxiter=s.maxiter * 10, seed=s.seed + attempt, deflate=known)
-        else:
-            res = folded_lobpcg(apply, H.dim, want, centre, precond=pre, nvec=want + s.extra, tol=s.tol_Ha,
-                                maxiter=s.maxiter * 10, seed=s.seed + attempt, deflate=known)
+        res = solver(apply, H.dim, want, centre, precond=pre, nvec=want + s.extra, tol=s.tol_Ha,
+                     maxiter=s.maxiter * 10, seed=s.seed + attempt, deflate=known)
         if progress is not None:
             progress(attempt + 1, float(res.residuals.max()))
         for val, vec in zip(res.values, res.vectors.T):
