@@ -40,7 +40,6 @@ def _window(skip: float | None, skip_frames: int, stride: int) -> FrameWindow:
     return FrameWindow(skip_ps=skip or 0.0, skip_frames=skip_frames, stride=stride)
 
 
-
 class _Null:
     def __enter__(self):
         return self
