@@ -189,17 +189,59 @@ def folded_lobpcg(apply: Apply, dim: int, n_want: int, center: float, *,
                        info={"center": center, "nvec": nvec, "method": "folded-lobpcg"})
 
 
+def _hdot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Aᴴ·B for tall blocks without a conjugated copy of A (numpy's matmul cannot pass BLAS's 'C'
+    flag, so A.conj().T @ B copies all of A): conj(Aᵀ·conj(B)); only B (the new columns) is copied."""
+    return (A.T @ B.conj()).conj()
+
+
+def _column_norms(R: np.ndarray) -> np.ndarray:
+    """Euclidean norms of the columns of a complex block without a temporary of its size."""
+    Rr = R.view(np.float64).reshape(R.shape[0], R.shape[1], 2)
+    return np.sqrt(np.einsum("ijk,ijk->j", Rr, Rr))
+
+
 def _orthonormalise(T: np.ndarray, *bases: np.ndarray | None) -> np.ndarray:
-    """Columns of T orthonormal to every (orthonormal) basis given and to each other (two passes of
-    block Gram–Schmidt, basis by basis: no stacked copy); columns that vanish are dropped."""
+    """Columns of T orthonormal to every (orthonormal) basis given and to each other.
+
+    Block Gram–Schmidt against the bases (one at a time: no stacked copy), then SVQB
+    (Stathopoulos–Wu: eigendecomposition of the column-scaled Gram matrix, one GEMM instead of a
+    Householder QR of the tall block). A second pass runs unless the first lost little (every column
+    kept ≥ 1/√2 of its norm, the DGKS criterion, and the scaled Gram matrix is well conditioned,
+    smallest eigenvalue > 1e-2). Columns left with < 1e-10 of their norm or spanning less than 1e-14
+    of the scaled Gram spectrum are dropped.
+    """
+    T = np.asarray(T, dtype=complex)
     for _ in range(2):
+        before = np.linalg.norm(T, axis=0)
         for V in bases:
-            if V is not None and V.shape[1]:
-                T = T - V @ (V.conj().T @ T)
-        T, R = np.linalg.qr(T)
-        keep = np.abs(np.diag(R)) > 1e-10 * max(1.0, float(np.abs(np.diag(R)).max(initial=0.0)))
-        T = T[:, keep]
+            if V is not None and V.shape[1] and T.shape[1]:
+                T = T - V @ _hdot(V, T)
+        if not T.shape[1]:
+            return T
+        G = _hdot(T, T)
+        d = np.sqrt(np.abs(np.real(np.diag(G))))
+        ok = d > 1e-10 * np.maximum(before, 1e-300)
+        T, G, d, before = T[:, ok], G[np.ix_(ok, ok)], d[ok], before[ok]
+        if not T.shape[1]:
+            return T
+        w, U = np.linalg.eigh(G / np.outer(d, d))
+        keep = w > 1e-14 * w.max()
+        T = T @ (U[:, keep] / (d[:, None] * np.sqrt(w[keep])))
+        if keep.all() and w.min() > 1e-2 and (d >= before / np.sqrt(2)).all():
+            break
     return T
+
+
+def _folded_ritz(S: np.ndarray, K: np.ndarray, center: float, nvec: int):
+    """Ritz step in span V from VᴴHV = S and (HV)ᴴHV = K: the ``nvec`` smallest of Vᴴ(H − ε)²V,
+    re-diagonalised with H itself; returns (θ, Y) with Y orthonormal (columns of V's coefficients)."""
+    G = K - center * (S + S.conj().T) + center**2 * np.eye(len(S))
+    _, Y = np.linalg.eigh(0.5 * (G + G.conj().T))
+    Y = Y[:, :nvec]
+    Sy = Y.conj().T @ S @ Y
+    theta, Z = np.linalg.eigh(0.5 * (Sy + Sy.conj().T))
+    return theta, Y @ Z
 
 
 def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
@@ -217,47 +259,61 @@ def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
     iteration; converged when every wanted residual ‖Hx − θx‖ < ``tol``. ``precond`` approximates
     ((H − ε)²)⁻¹ (the kinetic filter in G space). ``deflate`` (dim, k): eigenvectors already known;
     the search space is kept orthogonal to them, so the states returned are the nearest *other* ones.
-    Counts H·X in ``n_apply``.
+    V and H·V live in two preallocated (dim, max_dim) buffers (no copies as the space grows); the
+    memory peak is those 2·max_dim/nvec blocks plus ≈ 5 (Ritz vectors, images, corrections and the
+    preconditioner's work). Counts H·X in ``n_apply``.
     """
     nvec = min(dim, nvec or n_want + 8)
-    max_dim = min(dim, max_dim or 5 * nvec)
+    max_dim = min(dim, max(max_dim or 5 * nvec, 2 * nvec))
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((dim, nvec)) + 1j * rng.standard_normal((dim, nvec))
     if x0 is not None:
         k = min(nvec, x0.shape[1])
         X[:, :k] = x0[:, :k]
-    V = _orthonormalise(X, deflate)
-    HV = apply(V)
-    n_apply = V.shape[1]
-    S, K = V.conj().T @ HV, HV.conj().T @ HV
+    T = _orthonormalise(X, deflate)
+    Vb, HVb = np.empty((dim, max_dim), complex), np.empty((dim, max_dim), complex)
+    m = T.shape[1]
+    Vb[:, :m], HVb[:, :m] = T, apply(T)
+    n_apply, stalled = m, False
+    S, K = _hdot(Vb[:, :m], HVb[:, :m]), _hdot(HVb[:, :m], HVb[:, :m])
+    del X, T
     for it in range(1, maxiter + 1):
-        G = K - center * (S + S.conj().T) + center**2 * np.eye(len(S))
-        _, Y = np.linalg.eigh(0.5 * (G + G.conj().T))
-        Y = Y[:, :nvec]
-        Sy = Y.conj().T @ S @ Y
-        theta, Z = np.linalg.eigh(0.5 * (Sy + Sy.conj().T))
-        Y = Y @ Z
+        V, HV = Vb[:, :m], HVb[:, :m]
+        theta, Y = _folded_ritz(S, K, center, nvec)
         X, HX = V @ Y, HV @ Y  # Ritz vectors and their images: residuals, restart and result
-        R = HX - X * theta
-        res = np.linalg.norm(R, axis=0)
-        want = np.argsort(np.abs(theta - center))[:n_want]
+        R = X * -theta
+        R += HX
+        res = _column_norms(R)
+        order = np.argsort(np.abs(theta - center))
+        want = order[:n_want]
         if progress is not None:
             progress(it, float(res[want].max()))
-        if res[want].max() < tol or it == maxiter:
+        if res[want].max() < tol or it == maxiter or stalled:
             break
-        active = [i for i in np.argsort(np.abs(theta - center)) if res[i] >= tol][:nvec]
-        T = precond(R[:, active]) if precond is not None else R[:, active]
-        if V.shape[1] + len(active) > max_dim:  # thick restart on the Ritz vectors (orthonormal: Y is)
-            V, HV, S, K = X, HX, np.diag(theta).astype(complex), Y.conj().T @ K @ Y
+        active = [i for i in order if res[i] >= tol][:nvec]
+        if len(active) < R.shape[1]:
+            R = R[:, active]
+        T = precond(R) if precond is not None else R
+        del R
+        if m + len(active) > max_dim:  # thick restart on the Ritz vectors (orthonormal: Y is)
+            m = X.shape[1]
+            Vb[:, :m], HVb[:, :m] = X, HX
+            S, K = np.diag(theta).astype(complex), Y.conj().T @ K @ Y
+            V, HV = Vb[:, :m], HVb[:, :m]
+        X = HX = None  # freed before H·T (the memory peak); formed again at the next iteration
         T = _orthonormalise(T, deflate, V)
-        if T.shape[1] == 0:
-            break
+        k = T.shape[1]
+        if k == 0:
+            stalled = True  # nothing new to add: the next pass forms the Ritz pairs and stops
+            continue
         HT = apply(T)
-        n_apply += T.shape[1]
-        ST, KT = V.conj().T @ HT, HV.conj().T @ HT
-        S = np.block([[S, ST], [ST.conj().T, T.conj().T @ HT]])
-        K = np.block([[K, KT], [KT.conj().T, HT.conj().T @ HT]])
-        V, HV = np.hstack([V, T]), np.hstack([HV, HT])
+        n_apply += k
+        ST, KT = _hdot(V, HT), _hdot(HV, HT)
+        S = np.block([[S, ST], [ST.conj().T, _hdot(T, HT)]])
+        K = np.block([[K, KT], [KT.conj().T, _hdot(HT, HT)]])
+        Vb[:, m:m + k], HVb[:, m:m + k] = T, HT
+        m += k
+        del T, HT
     want = np.sort(want)
     return EigenResult(values=theta[want], vectors=X[:, want], residuals=res[want], iterations=it, n_apply=n_apply,
                        converged=bool(res[want].max() < tol),

@@ -29,10 +29,14 @@ from qdlab.electronic.states import BandEdgeStates
 from qdlab.errors import QdlabError
 from qdlab.store.files import atomic_path
 
-#: Work copies of the state block held at once by each solver: block Davidson keeps V and H·V up to
-#: 5 blocks each plus the residual/correction block and its H·T (13); scipy's LOBPCG X, R, P, their
-#: images under the folded operator and the preconditioned residuals (9).
-WORK_BLOCKS = {"davidson": 13, "lobpcg": 9}
+#: Work copies of the state block held at once by each solver, as resident memory (RSS) measured on
+#: the n = 2 CsPbI3 cube at 1.0 Bohr (40³, 24-vector blocks of 49 MB, 40 iterations):
+#: block Davidson 19.0–20.5 blocks above the set-up — its two preallocated V, H·V buffers of 5 blocks
+#: each, the Ritz vectors, their images, the residuals, the preconditioner's and H·X's temporaries
+#: (15.2 with glibc's mmap threshold pinned at 1 MB; the rest is freed memory glibc keeps);
+#: scipy's LOBPCG 23.8 blocks (X, R, P and their images under the folded operator, its Gram and
+#: Rayleigh–Ritz temporaries, the folded operator's intermediate H·X). Both with a 10 % margin.
+WORK_BLOCKS = {"davidson": 22, "lobpcg": 26}
 
 
 class StatesSettings(BaseModel):
