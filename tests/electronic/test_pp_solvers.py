@@ -48,16 +48,17 @@ def test_folded_davidson_matches_dense(small_grid):
     assert np.abs(res.values - near).max() < 1e-6
 
 
-@pytest.mark.parametrize("solver", ["davidson", "lobpcg"])
-def test_gap_states_moves_its_centre_without_skipping_states(small_grid, solver):
+@pytest.mark.parametrize("solver,block", [("davidson", None), ("lobpcg", None), ("davidson", 3)])
+def test_gap_states_moves_its_centre_without_skipping_states(small_grid, solver, block):
     """A reference just above the valence band edge: the states nearest to it are mostly valence, so
     the conduction side needs more centres. The result is exactly the 2 highest states below and the
-    8 lowest above the reference of the dense spectrum (1e-6 Ha): no state between two runs missed."""
+    8 lowest above the reference of the dense spectrum (1e-6 Ha): no state between two runs missed —
+    also when each solver call asks for only 3 states (``block``: bounded memory, more centres)."""
     from qdlab.electronic.pseudopotential.engine import StatesSettings, gap_states
 
     H, w = small_grid
     ref = w[25] + 0.05 * (w[26] - w[25])
-    s = StatesSettings(tol_Ha=1e-7, extra=4, solver=solver, maxiter=150)
+    s = StatesSettings(tol_Ha=1e-7, extra=4, solver=solver, maxiter=150, block=block)
     e, vecs, _ = gap_states(H, ref, 2, 8, s, apply=H.apply, precond=kinetic_preconditioner(H, 3.0))
     exact = np.concatenate([w[w < ref][-2:], w[w >= ref][:8]])
     assert np.abs(np.sort(e) - exact).max() < 1e-6

@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 from ase import Atoms
 from ase.io import write
@@ -24,6 +23,23 @@ def test_memory_estimate_refuses_in_one_line():
         nanocrystal_states(PBI6, StatesSettings(max_memory_GB=1e-4))
     msg = str(err.value)
     assert "\n" not in msg and "GB" in msg and "limit 0.0001 GB" in msg and "memory estimate" in msg
+
+
+def test_block_bounds_the_solver_memory():
+    """160 states of the n = 3 cube at 0.5 Bohr (105³): asked at once, 168 vectors × 22 work copies
+    (≈ 137 GB); with ``block`` 24 the solver holds 32 vectors and the found states are kept 5 times:
+    (32 × 22 + 160 × 5) × 37.0 MB ≈ 55.7 GB; the block does not change which states are computed (key)."""
+    from qdlab.electronic.pseudopotential.engine import solver_vectors, states_key
+
+    n = 105**3
+    whole = StatesSettings(n_below=80, n_above=80)
+    blocked = whole.model_copy(update={"block": 24})
+    assert solver_vectors(whole) == 168 and solver_vectors(blocked) == 32
+    big = memory_estimate(n, solver_vectors(whole), kept=160)["total_bytes"]
+    small = memory_estimate(n, solver_vectors(blocked), kept=160)["total_bytes"]
+    assert small == pytest.approx((32 * 22 + 160 * 5) * n * 32)
+    assert small < 0.45 * big
+    assert states_key(PBI6, whole) == states_key(PBI6, blocked)
 
 
 def test_cli_errors_are_one_line(tmp_path):

@@ -101,13 +101,12 @@ def estimate(atoms, s: FineStructureSettings) -> dict:
     """Grid points, memory (GB) of states and BSE kernel, and hours (states + kernel) of one unit;
     raises a one-line QdlabError when it does not fit ``max_memory_GB``/``max_hours``."""
     from qdlab.electronic.bse import kernel_cost
-    from qdlab.electronic.pseudopotential.engine import grid_points, memory_estimate, states_seconds
+    from qdlab.electronic.pseudopotential.engine import grid_points, memory_estimate, solver_vectors, states_seconds
 
     es = _exciton_settings(s)
     n = grid_points(atoms, es.states)
-    nvec = 2 * s.n_states + es.states.extra
     nb = min(s.n_states, s.n_bse or 60)
-    mem = memory_estimate(n, nvec, es.states.solver)["total_bytes"] / 1e9
+    mem = memory_estimate(n, solver_vectors(es.states), es.states.solver, 2 * s.n_states)["total_bytes"] / 1e9
     kern = kernel_cost(n, nb, nb)
     hours = (states_seconds(n, es.states) + kern["seconds"]) / 3600
     out = {"grid_points": n, "states_GB": mem, "kernel_GB": kern["bytes"] / 1e9, "hours": hours}

@@ -54,6 +54,8 @@ class StatesSettings(BaseModel):
                         description="folded-spectrum block Davidson (default) or scipy's LOBPCG")
     precond_shift_Ha: float = Field(3.0, gt=0, description="shift s of the preconditioner 1/(T_G + s)², Hartree")
     extra: int = Field(8, ge=0, description="buffer vectors in the subspace")
+    block: int | None = Field(None, ge=1, description="states asked of one solver call (memory ∝ block + extra; "
+                              "more centres cover the rest); None: all wanted states at once")
     max_memory_GB: float = Field(16.0, gt=0, description="refuse above this estimate")
     interpolate: bool = Field(True, description="per-atom cubic↔orthorhombic mixing from Pb–I–Pb angles")
     phase: str | None = Field(None, description="force one Table S4 set ('cubic'/'orthorhombic') instead")
@@ -79,12 +81,14 @@ DAVIDSON_OVERHEAD = 10.0
 
 
 def states_seconds(n_points: int, s: "StatesSettings", centres: int = 2) -> float:
-    """One-core time of the gap states, seconds, for ``centres`` solver centres (2 measured).
+    """One-core time of the gap states, seconds, for ``centres`` solver centres (2 measured; with a
+    ``block`` smaller than the states wanted, at least one centre per block and one more).
 
-    Davidson: ≈ 280 H·X per vector and centre, wall ≈ 10× the H·X time (measured, see above).
-    LOBPCG runs to its cap (10·maxiter iterations, at most 2 H·X per vector; every nanocrystal case
-    measured did, using ≈ 2/3 of that bound: Cs4PbI6 on 48³, 16 vectors, ≈ 12,500 H·X per centre)."""
-    nvec = s.n_below + s.n_above + s.extra
+    Davidson: ≈ 280 H·X per vector and centre, wall ≈ DAVIDSON_OVERHEAD × the H·X time (measured, see
+    above). LOBPCG runs to its cap (10·maxiter iterations, at most 2 H·X per vector; every nanocrystal
+    case measured did, using ≈ 2/3 of that bound: Cs4PbI6 on 48³, 16 vectors, ≈ 12,500 H·X per centre)."""
+    nvec = solver_vectors(s)
+    centres = max(centres, -(-(s.n_below + s.n_above) // (nvec - s.extra)) + 1)
     if s.solver == "davidson":
         n_hx, overhead = centres * DAVIDSON_HX_PER_VECTOR * nvec, DAVIDSON_OVERHEAD
     else:
@@ -98,10 +102,24 @@ def grid_points(atoms: Atoms, s: "StatesSettings") -> int:
     return int(np.prod(grid_shape(cell, s.spacing_B)))
 
 
-def memory_estimate(n_points: int, n_states: int, solver: str = "davidson") -> dict:
-    """Bytes of the state block (points × states × 16 B × 2 spinor) and with the solver's work copies."""
-    states = n_points * n_states * 16 * 2
-    return {"states_bytes": states, "total_bytes": states * WORK_BLOCKS[solver], "work_blocks": WORK_BLOCKS[solver]}
+#: Copies of the found states held besides the solver's work: the list, the deflation array, and in the
+#: final Rayleigh–Ritz the SVD's input copy and U, H·Q (counted).
+FOUND_COPIES = 5
+
+
+def solver_vectors(s: "StatesSettings") -> int:
+    """Vectors in one solver block: the states asked of one call (``block``, else all) plus the buffer."""
+    want = s.n_below + s.n_above
+    return min(want, s.block or want) + s.extra
+
+
+def memory_estimate(n_points: int, n_states: int, solver: str = "davidson", kept: int = 0) -> dict:
+    """Bytes of a block of ``n_states`` vectors (points × states × 16 B × 2 spinor), with the solver's work
+    copies, plus ``kept`` found states held FOUND_COPIES times."""
+    one = n_points * 16 * 2
+    states = one * n_states
+    total = states * WORK_BLOCKS[solver] + one * kept * FOUND_COPIES
+    return {"states_bytes": states, "total_bytes": total, "work_blocks": WORK_BLOCKS[solver]}
 
 
 def box(atoms: Atoms, vacuum_B: float) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +141,7 @@ def states_key(atoms: Atoms, s: StatesSettings) -> str:
     h = hashlib.sha256()
     h.update(np.round(atoms.positions, 6).tobytes())
     h.update(" ".join(atoms.get_chemical_symbols()).encode())
-    h.update(json.dumps(s.model_dump(exclude={"device", "max_memory_GB"}), sort_keys=True).encode())
+    h.update(json.dumps(s.model_dump(exclude={"device", "max_memory_GB", "block"}), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -137,12 +155,12 @@ class GridStates:
     dV: float
 
 
-def check_memory(n_points: int, n_states: int, limit_GB: float, solver: str = "davidson") -> dict:
-    est = memory_estimate(n_points, n_states, solver)
+def check_memory(n_points: int, n_states: int, limit_GB: float, solver: str = "davidson", kept: int = 0) -> dict:
+    est = memory_estimate(n_points, n_states, solver, kept)
     if est["total_bytes"] > limit_GB * 1e9:
-        raise QdlabError(f"memory estimate {est['total_bytes'] / 1e9:.1f} GB ({n_points} grid points × "
-                         f"{n_states} states × 16 B × 2 spinor × {est['work_blocks']} work copies of {solver}) "
-                         f"exceeds the limit {limit_GB:g} GB")
+        raise QdlabError(f"memory estimate {est['total_bytes'] / 1e9:.1f} GB ({n_points} grid points × 16 B × 2 spinor × "
+                         f"({n_states} vectors × {est['work_blocks']} work copies of {solver} + {kept} states found "
+                         f"× {FOUND_COPIES})) exceeds the limit {limit_GB:g} GB; a smaller --block lowers the first term")
     return est
 
 
@@ -157,8 +175,7 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
             return got
     cell, frac = box(atoms, s.vacuum_B)
     shape = grid_shape(cell, s.spacing_B)
-    nvec = s.n_below + s.n_above + s.extra
-    est = check_memory(int(np.prod(shape)), nvec, s.max_memory_GB, s.solver)
+    est = check_memory(int(np.prod(shape)), solver_vectors(s), s.max_memory_GB, s.solver, s.n_below + s.n_above)
     t0 = time.perf_counter()
     w = weights(atoms, s)
     H = grid_hamiltonian(cell, frac, atoms.get_chemical_symbols(), w, s.spacing_B, r_cut=s.r_cut_B)
@@ -212,7 +229,9 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     the largest distance returned is found: while one side lacks states the next centre is the edge of
     that covered interval on the missing side (no gap left between runs), and the search is kept
     orthogonal to the states found (deflation: a warm start from them would be declared converged at
-    once without proving they are the nearest); the union of the converged pairs is kept.
+    once without proving they are the nearest); the union of the converged pairs is kept. Each call asks
+    for ``s.block`` states (all wanted when None), so the solver's memory is bounded by the block while
+    more centres cover the rest.
     Returns (energies, vectors (2n, k), last EigenResult), n_below highest below and n_above lowest
     above ``ref``.
     """
@@ -222,10 +241,11 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     pre = precond or kinetic_preconditioner(H, s.precond_shift_Ha)
     apply = apply or H.apply
     want = n_below + n_above
+    per = min(want, s.block or want)
     centre, found_e, found_v, res, known = ref, [], [], None, None
     covered = [ref, ref]
-    for attempt in range(6):
-        res = solver(apply, H.dim, want, centre, precond=pre, nvec=want + s.extra, tol=s.tol_Ha,
+    for attempt in range(4 + 2 * -(-want // per)):
+        res = solver(apply, H.dim, per, centre, precond=pre, nvec=per + s.extra, tol=s.tol_Ha,
                      maxiter=s.maxiter * 10, seed=s.seed + attempt, deflate=known)
         if progress is not None:
             progress(attempt + 1, float(res.residuals.max()))
