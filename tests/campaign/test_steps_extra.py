@@ -232,12 +232,13 @@ def test_bad_steps_are_refused(steps, message):
 
 def test_excitons_step_row_equals_library(tmp_path):
     """The `excitons` step after the built model gives the row of evaluate_exciton_unit called directly on
-    the same structure and settings (coarse 3 Bohr grid: a plumbing check, not physics); the saved
-    result and the states checkpoint are in the task's folder."""
+    the same structure and settings (coarse 1.5 Bohr grid: a plumbing check, not physics — 3 Bohr with
+    0.5 Bohr vacuum never converges, which the old code hid by returning the unconverged pairs); the
+    saved result and the states checkpoint are in the task's folder."""
     from qdlab.campaign.tasks import input_structure
     from qdlab.workflows.excitons import ExcitonSettings, ExcitonUnit, evaluate_exciton_unit
 
-    states = {"spacing_B": 3.0, "vacuum_B": 0.5, "n_below": 1, "n_above": 1, "tol_Ha": 1e-3, "extra": 2}
+    states = {"spacing_B": 1.5, "vacuum_B": 4.0, "n_below": 1, "n_above": 1, "tol_Ha": 1e-3, "extra": 2}
     runs = _run(tmp_path, [{"workflow": "excitons", "states": states}])
     summ = runs["excitons"]
     row = summ["results"]

@@ -65,6 +65,21 @@ def test_gap_states_moves_its_centre_without_skipping_states(small_grid, solver,
     assert np.abs(H.apply(vecs) - vecs * e).max() < 1e-5
 
 
+def test_gap_states_never_returns_unconverged_pairs(small_grid):
+    """Pairs above the tolerance are not results: a budget too small to converge (10 iterations, tol
+    1e-12 Ha) ends in a one-line error naming what is missing (the old code returned the unconverged
+    Ritz values — with block 1 on PbI6 a 'state' at −8.146 eV where dense diagonalisation has none)."""
+    from qdlab.electronic.pseudopotential.engine import StatesSettings, gap_states
+    from qdlab.errors import QdlabError
+
+    H, w = small_grid
+    ref = 0.5 * (w[25] + w[26])
+    s = StatesSettings(tol_Ha=1e-12, extra=4, maxiter=1)
+    with pytest.raises(QdlabError, match=r"did not converge: \d of 2 below and \d of 2 above") as err:
+        gap_states(H, ref, 2, 2, s, apply=H.apply, precond=kinetic_preconditioner(H, 3.0))
+    assert "\n" not in str(err.value)
+
+
 def test_folded_davidson_needs_fewer_products_than_lobpcg():
     """A model with the nanocrystal's shape (kinetic-like diagonal 0–60 Ha + O(1) Hermitian coupling,
     8 states nearest an interior energy, kinetic preconditioner): both solvers give the dense

@@ -54,6 +54,8 @@ def test_cli_errors_are_one_line(tmp_path):
     assert not (tmp_path / "x").exists()
     r = CliRunner().invoke(app, ["states", str(tmp_path / "pbi6.xyz"), "--precision", "half"])
     assert r.exit_code == 2 and "--precision must be double or single" in r.stderr
+    r = CliRunner().invoke(app, ["states", str(tmp_path / "pbi6.xyz"), "--block", "0", "-o", str(tmp_path / "s.npz")])
+    assert r.exit_code == 2 and "--block" in r.stderr and not (tmp_path / "s.npz").exists()
 
 
 @pytest.mark.slow

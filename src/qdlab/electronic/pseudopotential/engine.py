@@ -220,6 +220,23 @@ def kinetic_preconditioner(H, shift_Ha: float = 1.0):
     return apply
 
 
+#: Distance (Hartree) by which a solver call's covered interval stops short of its farthest converged
+#: state: partners degenerate with that state (Kramers pairs, cubic multiplets) may not be among the states
+#: returned, so the next centre starts just inside and finds them.
+COVER_MARGIN_HA = 1e-4
+
+
+def _accept_converged(res, tol: float, found_e: list, found_v: list) -> np.ndarray:
+    """Append the pairs of ``res`` with residual < ``tol`` that are not already found; returns the mask
+    of converged pairs (unconverged ones never enter the result or the coverage)."""
+    ok = np.asarray(res.residuals) < tol
+    for val, vec in zip(res.values[ok], res.vectors.T[ok]):
+        if not any(abs(val - f) < 1e-7 and abs(np.vdot(v, vec)) > 0.5 for f, v in zip(found_e, found_v)):
+            found_e.append(val)
+            found_v.append(vec)
+    return ok
+
+
 def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, progress=None, apply=None,
                precond=None):
     """Eigenpairs on both sides of ``ref`` (Hartree) by a folded-spectrum solver (block Davidson or
@@ -229,7 +246,8 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     the largest distance returned is found: while one side lacks states the next centre is the edge of
     that covered interval on the missing side (no gap left between runs), and the search is kept
     orthogonal to the states found (deflation: a warm start from them would be declared converged at
-    once without proving they are the nearest); the union of the converged pairs is kept. Each call asks
+    once without proving they are the nearest); the union of the converged pairs is kept (pairs above the
+    tolerance are dropped, and a one-line error says how many are missing when the calls run out). Each call asks
     for ``s.block`` states (all wanted when None), so the solver's memory is bounded by the block while
     more centres cover the rest.
     Returns (energies, vectors (2n, k), last EigenResult), n_below highest below and n_above lowest
@@ -249,18 +267,20 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
                      maxiter=s.maxiter * 10, seed=s.seed + attempt, deflate=known)
         if progress is not None:
             progress(attempt + 1, float(res.residuals.max()))
-        for val, vec in zip(res.values, res.vectors.T):
-            if not any(abs(val - f) < 1e-7 and abs(np.vdot(v, vec)) > 0.5 for f, v in zip(found_e, found_v)):
-                found_e.append(val)
-                found_v.append(vec)
+        ok = _accept_converged(res, s.tol_Ha, found_e, found_v)
         e = np.array(found_e)
-        below, above = np.sort(e[e < ref])[::-1], np.sort(e[e >= ref])
+        below, above = e[e < ref], e[e >= ref]
         if len(below) >= n_below and len(above) >= n_above:
             break
-        span = float(np.abs(res.values - centre).max())
-        covered = [min(covered[0], centre - span), max(covered[1], centre + span)]
+        if ok.any():  # the boundary is open: degenerate partners of the farthest state may be missing
+            span = max(float(np.abs(res.values[ok] - centre).max()) - COVER_MARGIN_HA, 0.0)
+            covered = [min(covered[0], centre - span), max(covered[1], centre + span)]
         centre = covered[1] if len(above) < n_above else covered[0]
-        known = np.array(found_v).T
+        known = np.array(found_v).T if found_v else None
+    else:
+        raise QdlabError(f"states near the gap did not converge: {len(below)} of {n_below} below and {len(above)} "
+                         f"of {n_above} above {ref * HARTREE_EV:.2f} eV to {s.tol_Ha:g} Ha after {attempt + 1} solver "
+                         f"calls (last residual {res.residuals.max():.1e} Ha); raise --maxiter or the block")
     U, sv, _ = np.linalg.svd(np.array(found_v).T, full_matrices=False)
     Q = U[:, sv > 1e-3 * sv[0]]  # the union of the runs' pairs, re-diagonalised (Rayleigh–Ritz)
     HQ = apply(Q)
