@@ -72,20 +72,22 @@ HX_SECONDS_PER_POINT = 0.080 / 80**3
 #: preconditioner FFTs (measured: H·X 33 % of the states time for Cs19Pb8I36 on an 18³ grid, 37 % of
 #: the CPU time for the n = 1 cube on 0.6 Bohr).
 SOLVER_OVERHEAD = 3.0
-#: Block Davidson, measured on the relaxed n = 2 CsPbI3 cube (Cs19Pb8I36), 1.0 Bohr (42³), 8 + 8 states
-#: + 8 buffer, tol 1e-5 Ha, two centres: 13,152–13,630 H·X in all (≈ 280 per vector and centre),
-#: 1882–1923 s wall of which H·X 185–190 s (two runs sharing the 2 cores): the dense block algebra
-#: on 2N-long vectors (orthogonalisation, Gram updates, residuals), ≈ 10× the H·X time.
-DAVIDSON_HX_PER_VECTOR = 280
-DAVIDSON_OVERHEAD = 10.0
+#: Block Davidson, measured: relaxed n = 2 CsPbI3 cube (Cs19Pb8I36), 1.0 Bohr (42³), 8 + 8 states + 8 buffer,
+#: tol 1e-5 Ha, two centres: 13,152–13,630 H·X (≈ 280 per vector and centre), wall ≈ 10× the H·X time with
+#: the numpy QR / hstack algebra of that time; relaxed n = 3 cube (Cs56Pb27I108), 1.0 Bohr (54³), same
+#: settings, after the buffer/SVQB rewrite: 25,760 H·X (≈ 540 per vector and centre, a lower bound: the last
+#: centre stopped at its 600-iteration cap, residual 2.7e-4 Ha), 6,519 s wall of which H·X 1,355 s (4.8×;
+#: one core shared with a second run). The model takes the larger count and the newer ratio.
+DAVIDSON_HX_PER_VECTOR = 540
+DAVIDSON_OVERHEAD = 5.0
 
 
 def states_seconds(n_points: int, s: "StatesSettings", centres: int = 2) -> float:
     """One-core time of the gap states, seconds, for ``centres`` solver centres (2 measured; with a
     ``block`` smaller than the states wanted, at least one centre per block and one more).
 
-    Davidson: ≈ 280 H·X per vector and centre, wall ≈ DAVIDSON_OVERHEAD × the H·X time (measured, see
-    above). LOBPCG runs to its cap (10·maxiter iterations, at most 2 H·X per vector; every nanocrystal
+    Davidson: DAVIDSON_HX_PER_VECTOR H·X per vector and centre, wall ≈ DAVIDSON_OVERHEAD × the H·X
+    time (measured, see above). LOBPCG runs to its cap (10·maxiter iterations, at most 2 H·X per vector; every nanocrystal
     case measured did, using ≈ 2/3 of that bound: Cs4PbI6 on 48³, 16 vectors, ≈ 12,500 H·X per centre)."""
     nvec = solver_vectors(s)
     centres = max(centres, -(-(s.n_below + s.n_above) // (nvec - s.extra)) + 1)
