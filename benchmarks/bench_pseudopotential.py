@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 from qdlab.build.recipes import PerovskiteRecipe, build_perovskite
-from qdlab.electronic.pseudopotential.engine import WORK_BLOCKS, StatesSettings, box, memory_estimate, solver_vectors
+from qdlab.electronic.pseudopotential.engine import (FOUND_COPIES, WORK_BLOCKS, StatesSettings, box, memory_estimate,
+                                                     solver_vectors)
 from qdlab.electronic.pseudopotential.hamiltonian import grid_hamiltonian, grid_shape
 
 SCIENCE_MB_PER_STATE = {3: 36.0}  # 1.9 nm
@@ -61,7 +62,7 @@ def main() -> None:
         print(f"{n:>2} {len(atoms):>5} {str(shape):>14} {per:>9.1f} {states_gb:>9.2f}"
               f" {est['total_bytes'] / 1e9:>9.2f} {ratio:>8} {t_apply:>9} {rss:>7}")
     print(f"largest cube within {a.limit_gb:g} GB ({a.states} states; Davidson block of {nvec} vectors × "
-          f"{WORK_BLOCKS['davidson']} work copies + the found states × 5): n = {fits}")
+          f"{WORK_BLOCKS['davidson']} work copies + the found states × {FOUND_COPIES}): n = {fits}")
 
 
 if __name__ == "__main__":

@@ -209,6 +209,7 @@ def test_davidson_memory_stays_within_the_estimate():
     set-up. Measured 1.0 Bohr: 19–20.5 blocks (the pre-buffer code: 29, over its estimate of 13)."""
     from qdlab.build.recipes import PerovskiteRecipe, build_perovskite
     from qdlab.electronic.pseudopotential.engine import WORK_BLOCKS, StatesSettings, box, weights
+    from qdlab.electronic.pseudopotential.params import HARTREE_EV
     from qdlab.electronic.pseudopotential.torch_apply import TorchApply
 
     atoms = build_perovskite(PerovskiteRecipe(composition="CsPbI3", size="2", neutrality="surface-charge"))
@@ -217,9 +218,9 @@ def test_davidson_memory_stays_within_the_estimate():
     H = grid_hamiltonian(cell, frac, atoms.get_chemical_symbols(), weights(atoms, s), 1.5, r_cut=s.r_cut_B)
     A = TorchApply(H, "cpu")
     pre = A.preconditioner(s.precond_shift_Ha)
-    pre(A(np.ones((H.dim, 24), complex)))  # set-up allocations of the operator itself
     nvec = 24
-    run = lambda: folded_davidson(A, H.dim, 16, s.ref_eV / 27.211386, precond=pre, nvec=nvec, tol=1e-9,  # noqa: E731
+    pre(A(np.ones((H.dim, nvec), complex)))  # set-up allocations of the operator itself
+    run = lambda: folded_davidson(A, H.dim, 16, s.ref_eV / HARTREE_EV, precond=pre, nvec=nvec, tol=1e-9,  # noqa: E731
                                   maxiter=20)
     res, peak = _peak_rss_above(run)
     blocks = peak / (H.dim * nvec * 16)

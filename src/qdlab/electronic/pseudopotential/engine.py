@@ -89,8 +89,8 @@ def states_seconds(n_points: int, s: "StatesSettings", centres: int = 2) -> floa
     Davidson: DAVIDSON_HX_PER_VECTOR H·X per vector and centre, wall ≈ DAVIDSON_OVERHEAD × the H·X
     time (measured, see above). LOBPCG runs to its cap (10·maxiter iterations, at most 2 H·X per vector; every nanocrystal
     case measured did, using ≈ 2/3 of that bound: Cs4PbI6 on 48³, 16 vectors, ≈ 12,500 H·X per centre)."""
-    nvec = solver_vectors(s)
-    centres = max(centres, -(-(s.n_below + s.n_above) // (nvec - s.extra)) + 1)
+    want, nvec = s.n_below + s.n_above, solver_vectors(s)
+    centres = max(centres, -(-want // states_per_call(want, s.block)) + 1)
     if s.solver == "davidson":
         n_hx, overhead = centres * DAVIDSON_HX_PER_VECTOR * nvec, DAVIDSON_OVERHEAD
     else:
@@ -109,10 +109,14 @@ def grid_points(atoms: Atoms, s: "StatesSettings") -> int:
 FOUND_COPIES = 5
 
 
+def states_per_call(want: int, block: int | None) -> int:
+    """States asked of one solver call: ``block`` when set (and smaller), else all ``want``."""
+    return min(want, block or want)
+
+
 def solver_vectors(s: "StatesSettings") -> int:
-    """Vectors in one solver block: the states asked of one call (``block``, else all) plus the buffer."""
-    want = s.n_below + s.n_above
-    return min(want, s.block or want) + s.extra
+    """Vectors in one solver block: the states asked of one call plus the buffer."""
+    return states_per_call(s.n_below + s.n_above, s.block) + s.extra
 
 
 def memory_estimate(n_points: int, n_states: int, solver: str = "davidson", kept: int = 0) -> dict:
@@ -261,7 +265,7 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     pre = precond or kinetic_preconditioner(H, s.precond_shift_Ha)
     apply = apply or H.apply
     want = n_below + n_above
-    per = min(want, s.block or want)
+    per = states_per_call(want, s.block)
     centre, found_e, found_v, res, known = ref, [], [], None, None
     covered = [ref, ref]
     for attempt in range(4 + 2 * -(-want // per)):
