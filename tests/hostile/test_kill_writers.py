@@ -104,14 +104,22 @@ def test_relax_resumed_after_a_torn_frame_keeps_its_trajectory_readable(tmp_path
 
     a = build(PerovskiteRecipe(composition="CsPbI3", size="2", neutrality="surface-charge"))
     traj = tmp_path / "r.traj"
-    relax(a, LJCoulomb(), fmax=0.05, steps=5, trajectory=traj)
-    n = len(read_complete_frames(traj))
-    with open(traj, "r+b") as fh:  # a kill in the middle of the last frame's write
+
+    def stop(step, energy, fmax):  # killed after frame 5, before the optimizer state of step 5
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        relax(a, LJCoulomb(), fmax=0.05, steps=5, trajectory=traj, callback=stop)
+    assert len(read_complete_frames(traj)) == 6
+    with open(traj, "r+b") as fh:  # ... and in the middle of that frame's write
         fh.truncate(traj.stat().st_size - 700)
     res = relax(a, LJCoulomb(), fmax=0.05, steps=5, trajectory=traj)
-    assert res.restarted_from_step == n - 1
+    assert res.restarted_from_step == 4 and res.steps == 5
     frames = read(traj, ":")  # before: UnicodeDecodeError, the appended frames lost behind the torn bytes
-    assert len(frames) == len(read_complete_frames(traj)) == n - 1 + res.steps + 1
+    assert len(frames) == len(read_complete_frames(traj)) == 6
+    ref = relax(a, LJCoulomb(), fmax=0.05, steps=5)
+    np.testing.assert_array_equal(frames[-1].positions, ref.atoms.positions)
 
 
 @pytest.mark.slow  # 5 CLI runs of ≈ 10 s (CHGNet-free: ASE's LJ as an outside engine)

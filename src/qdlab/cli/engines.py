@@ -70,7 +70,7 @@ def relax_cmd(structure: Path, output: Path = typer.Option(..., "-o", "--output"
               rattle: float = RATTLE_OPT, seed: int = SEED_OPT,
               fix: str = typer.Option(None, "--fix", help="Freeze a selection, e.g. 'depth>=2', 'role=B'."),
               trajectory: Path = typer.Option(None, "--trajectory", help="ASE .traj written each step (restart point)."),
-              restart: bool = typer.Option(True, "--restart/--no-restart", help="Resume from the trajectory's last frame."),
+              restart: bool = typer.Option(True, "--restart/--no-restart", help="Resume from the trajectory and its saved optimizer state."),
               as_json: bool = JSON_OPT) -> None:
     """Relax a structure (L-BFGS by default) with any engine; resumable from its trajectory."""
     from qdlab.build.gate import check_option

@@ -1,7 +1,9 @@
 """Geometry relaxation (L-BFGS default as in seed 000; FIRE, BFGS) with checkpoint/restart.
 
-The trajectory is appended after every step, so an interrupted run restarts from its last
-frame (same atoms required). Atoms can be frozen by a label selection (``"depth>=2"`` freezes
+The trajectory is appended after every step and the optimizer's state (its ASE restart data:
+L-BFGS history, BFGS Hessian, FIRE velocity and step control) is saved atomically beside it
+(``<trajectory>.state.json``), so an interrupted run resumes where it stopped and ends exactly
+where an uninterrupted run ends (same atoms required). Atoms can be frozen by a label selection (``"depth>=2"`` freezes
 everything half a unit cell or more below the surface). The relaxed structure keeps every
 per-atom label and ``info`` entry of the input.
 """
@@ -25,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from qdlab.build.rattle import gaussian_rattle
 from qdlab.build.select import select
 from qdlab.errors import QdlabError
-from qdlab.store.files import read_complete_frames
+from qdlab.store.files import atomic_path
+from qdlab.store.frames import keep_frames
 
 OPTIMIZERS = {"lbfgs": LBFGS, "fire": FIRE, "bfgs": BFGS}
 
@@ -74,16 +77,84 @@ class RelaxResult:
     trajectory: Path | None
 
 
-def _last_frame(path: Path) -> tuple[Atoms | None, int]:
-    """Last readable frame and number of frames of a (possibly truncated) trajectory; a frame a
-    kill cut short is removed from the file, so that the resumed run appends after whole frames
-    (appending after the torn bytes made the whole ``.traj`` unreadable: measured)."""
-    frames = read_complete_frames(path)
-    if path.suffix.lower() in (".traj", ".extxyz", ".xyz"):
-        from qdlab.store.frames import keep_frames
+def _state_path(trajectory: Path) -> Path:
+    return trajectory.with_name(trajectory.name + ".state.json")
 
-        keep_frames(path, len(frames))
-    return (frames[-1], len(frames)) if frames else (None, 0)
+
+#: optimizer settings ASE's restart data (``dump``) leaves out but a step depends on
+_EXTRA_STATE = {"fire": ("a", "Nsteps")}
+
+
+def _save_state(path: Path, opt, key: str, work: Atoms, dumped: dict) -> None:
+    """Replace the optimizer state atomically: step, positions after it and the restart data."""
+    from ase.io.jsonio import encode
+
+    state = {"optimizer": key, "step": int(opt.nsteps), "numbers": work.numbers.tolist(),
+             "positions": work.get_positions(), "restart": dumped.get("data"),
+             "extra": {k: getattr(opt, k) for k in _EXTRA_STATE.get(key, ())}}
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write(encode(state))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _load_state(path: Path, key: str, work: Atoms) -> dict:
+    """The saved state of a run of ``work`` with optimizer ``key`` (one-line QdlabError otherwise)."""
+    from ase.io.jsonio import decode
+
+    try:
+        state = decode(path.read_text())
+        positions = np.asarray(state["positions"], float)
+        step, numbers = int(state["step"]), np.asarray(state["numbers"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise QdlabError(f"optimizer state {path} is damaged ({type(exc).__name__}); delete it and its "
+                         "trajectory or pass restart=False") from None
+    if positions.shape != (len(work), 3) or not np.array_equal(numbers, work.numbers):
+        raise QdlabError(f"trajectory {path.name[:-len('.state.json')]} belongs to a different structure; "
+                         "delete it or pass restart=False")
+    if state.get("optimizer") != key:
+        raise QdlabError(f"{path} was written by optimizer {state.get('optimizer')!r}, not {key!r}; "
+                         "delete it or pass restart=False")
+    return {**state, "step": step, "positions": positions}
+
+
+def _resume_point(traj_path: Path | None, key: str, work: Atoms, restart: bool) -> dict | None:
+    """The state to continue from, with the trajectory cut to exactly its frames; None: start over.
+
+    A frame written after the last saved state (a kill between the two writes) is dropped and
+    written again by the resumed run; a trajectory without a state (killed before the first
+    one, or from an older qdlab) is started over."""
+    if traj_path is None:
+        return None
+    state_path = _state_path(traj_path)
+    if restart and state_path.exists():
+        state = _load_state(state_path, key, work)
+        if state["step"] > 0:  # at step 0 nothing is learnt yet: start over (ASE rewrites frame 0)
+            try:
+                keep_frames(traj_path, state["step"] + 1)
+            except QdlabError:
+                raise QdlabError(f"{traj_path} ends before its optimizer state's step {state['step']}; "
+                                 "delete both or pass restart=False (--no-restart)") from None
+            return state
+    for p in (traj_path, state_path):
+        if p.exists():
+            p.unlink()
+    return None
+
+
+def _optimizer(key: str, work: Atoms, state: dict | None, maxstep: float | None):
+    """A fresh optimizer on ``work``, or one restored from ``state`` through ASE's own restart
+    reader (``read``), at the state's step count (so ``steps`` bounds the whole run)."""
+    opt = OPTIMIZERS[key](work, logfile=None, **({} if maxstep is None else {"maxstep": maxstep}))
+    if state is not None and state["restart"] is not None:
+        opt.load = lambda: state["restart"]
+        opt.read()
+        for k, v in state["extra"].items():
+            setattr(opt, k, v)
+    if state is not None:
+        opt.nsteps = state["step"]
+    return opt
 
 
 def relax(atoms: Atoms, calc: Calculator, *, optimizer: str = "lbfgs", fmax: float = 0.05, steps: int = 500,
@@ -100,27 +171,19 @@ def relax(atoms: Atoms, calc: Calculator, *, optimizer: str = "lbfgs", fmax: flo
     check_structure(atoms, what="relax input")  # NaN positions once "converged after 0 steps"
     work = atoms.copy()
     work.constraints = []
-    restarted = 0
     traj_path = Path(trajectory) if trajectory else None
-    if traj_path is not None and traj_path.exists() and restart:
-        last, n = _last_frame(traj_path)
-        if last is not None:
-            if len(last) != len(work) or not np.array_equal(last.numbers, work.numbers):
-                raise QdlabError(f"trajectory {traj_path} belongs to a different structure; delete it or pass restart=False")
-            work.positions = last.positions
-            restarted = n
-    elif traj_path is not None and traj_path.exists():
-        traj_path.unlink()
+    state = _resume_point(traj_path, key, work, restart)
+    if state is not None:
+        work.positions = state["positions"]
     n_fixed = 0
     if fix:
         mask = select(work, fix)
         n_fixed = int(mask.sum())
         work.set_constraint(FixAtoms(mask=mask))
     work.calc = calc
-    kwargs = {"logfile": None}
-    if maxstep is not None:
-        kwargs["maxstep"] = maxstep
-    opt = OPTIMIZERS[key](work, **kwargs)
+    opt = _optimizer(key, work, state, maxstep)
+    dumped: dict = {}
+    opt.dump = lambda data: dumped.__setitem__("data", data)  # ASE's restart data, kept in memory
     traj = None
     if traj_path is not None:
         traj_path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,8 +199,10 @@ def relax(atoms: Atoms, calc: Calculator, *, optimizer: str = "lbfgs", fmax: flo
             callback(opt.nsteps, float(work.get_potential_energy()), fm)
 
     opt.attach(report, interval=1)
+    if traj_path is not None:  # after the frame: a saved state always has its frame on disk
+        opt.attach(lambda: _save_state(_state_path(traj_path), opt, key, work, dumped), interval=1)
     try:
-        converged = bool(opt.run(fmax=fmax, steps=steps))
+        converged = bool(opt.run(fmax=fmax, steps=max(steps - opt.nsteps, 0)))
     finally:
         if traj is not None:
             traj.close()
@@ -149,4 +214,5 @@ def relax(atoms: Atoms, calc: Calculator, *, optimizer: str = "lbfgs", fmax: flo
     fm = float(np.sqrt((forces ** 2).sum(1)).max())
     result_atoms.info.update(energy_eV=e, fmax_eV_A=fm, relax_converged=converged)
     return RelaxResult(atoms=result_atoms, converged=converged, steps=int(opt.nsteps), energy_eV=e, fmax_eV_A=fm,
-                       n_fixed=n_fixed, restarted_from_step=restarted, trajectory=traj_path)
+                       n_fixed=n_fixed, restarted_from_step=state["step"] if state else 0,
+                       trajectory=traj_path)
