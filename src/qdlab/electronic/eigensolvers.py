@@ -244,11 +244,35 @@ def _folded_ritz(S: np.ndarray, K: np.ndarray, center: float, nvec: int):
     return theta, Y @ Z
 
 
+def _davidson_start(apply: Apply, dim: int, nvec: int, max_dim: int, seed: int, x0, deflate, resume: dict | None):
+    """The V, H·V buffers and the projected matrices of a fresh start (seeded random block, ``x0`` first,
+    orthogonal to ``deflate``) or of a snapshot ``resume``; returns (Vb, HVb, m, S, K, n_apply, stalled, it)."""
+    if resume is not None:
+        m = resume["V"].shape[1]
+        Vb, HVb = np.empty((dim, max_dim), complex), np.empty((dim, max_dim), complex)
+        Vb[:, :m], HVb[:, :m] = resume["V"], resume["HV"]
+        return (Vb, HVb, m, np.asarray(resume["S"]), np.asarray(resume["K"]), int(resume["n_apply"]),
+                bool(resume["stalled"]), int(resume["it"]))
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((dim, nvec)) + 1j * rng.standard_normal((dim, nvec))
+    if x0 is not None:
+        k = min(nvec, x0.shape[1])
+        X[:, :k] = x0[:, :k]
+    T = _orthonormalise(X, deflate)
+    del X
+    Vb, HVb = np.empty((dim, max_dim), complex), np.empty((dim, max_dim), complex)
+    m = T.shape[1]
+    Vb[:, :m], HVb[:, :m] = T, apply(T)
+    del T
+    return Vb, HVb, m, _hdot(Vb[:, :m], HVb[:, :m]), _hdot(HVb[:, :m], HVb[:, :m]), m, False, 1
+
+
 def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
                     precond: Apply | None = None, nvec: int | None = None, max_dim: int | None = None,
                     tol: float = 1e-6, maxiter: int = 2000, seed: int = 0, x0: np.ndarray | None = None,
                     deflate: np.ndarray | None = None,
-                    progress: Callable[[int, float], None] | None = None) -> EigenResult:
+                    progress: Callable[[int, float], None] | None = None,
+                    resume: dict | None = None, snapshot: Callable[[dict], None] | None = None) -> EigenResult:
     """Eigenpairs of H nearest ``center`` by block Davidson on the folded operator (H − ε)².
 
     Unlike LOBPCG's three blocks, the search space keeps every correction up to ``max_dim`` vectors
@@ -262,23 +286,19 @@ def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
     V and H·V live in two preallocated (dim, max_dim) buffers (no copies as the space grows); the
     memory peak is those 2·max_dim/nvec blocks plus ≈ 5 (Ritz vectors, images, corrections and the
     preconditioner's work). Counts H·X in ``n_apply``.
+
+    Checkpointing: at the top of every iteration whose space is small (≤ 2·nvec columns: the start and
+    right after each thick restart) ``snapshot`` receives the whole state ({V, HV, S, K, it, n_apply,
+    stalled}; V, HV are views, to be written before returning); ``resume`` = such a dict continues the
+    run from there, with the same arithmetic as the uninterrupted run (bitwise on a deterministic H·X).
     """
     nvec = min(dim, nvec or n_want + 8)
     max_dim = min(dim, max(max_dim or 5 * nvec, 2 * nvec))
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((dim, nvec)) + 1j * rng.standard_normal((dim, nvec))
-    if x0 is not None:
-        k = min(nvec, x0.shape[1])
-        X[:, :k] = x0[:, :k]
-    T = _orthonormalise(X, deflate)
-    Vb, HVb = np.empty((dim, max_dim), complex), np.empty((dim, max_dim), complex)
-    m = T.shape[1]
-    Vb[:, :m], HVb[:, :m] = T, apply(T)
-    n_apply, stalled = m, False
-    S, K = _hdot(Vb[:, :m], HVb[:, :m]), _hdot(HVb[:, :m], HVb[:, :m])
-    del X, T
-    for it in range(1, maxiter + 1):
+    Vb, HVb, m, S, K, n_apply, stalled, it0 = _davidson_start(apply, dim, nvec, max_dim, seed, x0, deflate, resume)
+    for it in range(it0, maxiter + 1):
         V, HV = Vb[:, :m], HVb[:, :m]
+        if snapshot is not None and m <= 2 * nvec:
+            snapshot({"V": V, "HV": HV, "S": S, "K": K, "it": it, "n_apply": n_apply, "stalled": stalled})
         theta, Y = _folded_ritz(S, K, center, nvec)
         X, HX = V @ Y, HV @ Y  # Ritz vectors and their images: residuals, restart and result
         R = X * -theta

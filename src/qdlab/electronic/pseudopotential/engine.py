@@ -17,6 +17,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from ase import Atoms
@@ -28,6 +29,9 @@ from qdlab.electronic.pseudopotential.params import ACTIVE, BOHR_A, HARTREE_EV, 
 from qdlab.electronic.states import BandEdgeStates
 from qdlab.errors import QdlabError
 from qdlab.store.files import atomic_path
+
+if TYPE_CHECKING:
+    from qdlab.electronic.pseudopotential.partial import PartialWriter, SearchState
 
 #: Work copies of the state block held at once by each solver, as resident memory (RSS) measured on
 #: the n = 2 CsPbI3 cube at 1.0 Bohr (40³, 24-vector blocks of 49 MB, 40 iterations):
@@ -57,6 +61,8 @@ class StatesSettings(BaseModel):
     block: int | None = Field(None, ge=1, description="states asked of one solver call (memory ∝ block + extra; "
                               "more centres cover the rest); None: all wanted states at once")
     max_memory_GB: float = Field(16.0, gt=0, description="refuse above this estimate")
+    checkpoint_s: float = Field(600.0, ge=0, description="seconds between saves of the solver's state during "
+                                "a search (a killed run resumes from the last one)")
     interpolate: bool = Field(True, description="per-atom cubic↔orthorhombic mixing from Pb–I–Pb angles")
     phase: str | None = Field(None, description="force one Table S4 set ('cubic'/'orthorhombic') instead")
     seed: int = 0
@@ -147,7 +153,7 @@ def states_key(atoms: Atoms, s: StatesSettings) -> str:
     h = hashlib.sha256()
     h.update(np.round(atoms.positions, 6).tobytes())
     h.update(" ".join(atoms.get_chemical_symbols()).encode())
-    h.update(json.dumps(s.model_dump(exclude={"device", "max_memory_GB", "block"}), sort_keys=True).encode())
+    h.update(json.dumps(s.model_dump(exclude={"device", "max_memory_GB", "block", "checkpoint_s"}), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -191,8 +197,14 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
 
         fast = TorchApply(H, s.device, s.precision)
         apply, pre = fast, fast.preconditioner(s.precond_shift_Ha)
+    writer, resume = None, None
+    if checkpoint is not None:
+        from qdlab.electronic.pseudopotential.partial import PartialWriter, load_partial, partial_path
+
+        writer = PartialWriter(partial_path(checkpoint), f"{key}:block={s.block}", H.dim, s.checkpoint_s)
+        resume = load_partial(writer.path, writer.key, H.dim)
     e, vecs, res = gap_states(H, s.ref_eV / HARTREE_EV, s.n_below, s.n_above, s, progress, apply=apply,
-                              precond=pre)
+                              precond=pre, partial=writer, resume=resume)
     ref = s.ref_eV / HARTREE_EV
     occ = e < ref
     psi = vecs.T.reshape((len(e), 2) + shape) / np.sqrt(H.dV)
@@ -201,12 +213,14 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
             "max_residual_Ha": float(res.residuals.max()), "seconds": time.perf_counter() - t0,
             "n_apply_total": getattr(apply, "n_apply", None), "hx_seconds": getattr(apply, "seconds", None),
             "solver": res.info.get("method", "chebyshev"), "n_occupied_total": n_occupied(atoms.get_chemical_symbols()),
-            "settings": s.model_dump(), "w_ortho_mean": float(w[np.isin(atoms.get_chemical_symbols(), ACTIVE)].mean())}
+            "settings": s.model_dump(), "w_ortho_mean": float(w[np.isin(atoms.get_chemical_symbols(), ACTIVE)].mean()),
+            "resumed_at_call": None if resume is None else resume.attempt}
     states = BandEdgeStates(energies_eV=e * HARTREE_EV, occupied=occ,
                             atom_weights=atom_weights(psi, cell, frac, H.dV), method="pseudopotential", info=info)
     out = GridStates(states, psi, cell, H.dV)
     if checkpoint is not None:
         save_states(out, checkpoint)
+        writer.done()
     return out
 
 
@@ -244,7 +258,7 @@ def _accept_converged(res, tol: float, found_e: list, found_v: list) -> np.ndarr
 
 
 def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, progress=None, apply=None,
-               precond=None):
+               precond=None, partial: "PartialWriter | None" = None, resume: "SearchState | None" = None):
     """Eigenpairs on both sides of ``ref`` (Hartree) by a folded-spectrum solver (block Davidson or
     LOBPCG, ``s.solver``) around moving centres.
 
@@ -256,9 +270,13 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     tolerance are dropped, and a one-line error says how many are missing when the calls run out). Each call asks
     for ``s.block`` states (all wanted when None), so the solver's memory is bounded by the block while
     more centres cover the rest.
+    ``partial`` saves the search at each call's start and the Davidson state every ``s.checkpoint_s``;
+    ``resume`` (its saved state) continues a killed search where it stopped, with the same arithmetic.
     Returns (energies, vectors (2n, k), last EigenResult), n_below highest below and n_above lowest
     above ``ref``.
     """
+    from qdlab.electronic.pseudopotential.partial import SearchState
+
     from qdlab.electronic.eigensolvers import folded_davidson, folded_lobpcg
 
     solver = {"davidson": folded_davidson, "lobpcg": folded_lobpcg}[s.solver]
@@ -266,11 +284,18 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     apply = apply or H.apply
     want = n_below + n_above
     per = states_per_call(want, s.block)
-    centre, found_e, found_v, res, known = ref, [], [], None, None
-    covered = [ref, ref]
-    for attempt in range(4 + 2 * -(-want // per)):
+    st = resume or SearchState(0, ref, [ref, ref])
+    centre, found_e, found_v, covered, inner, res = st.centre, st.found_e, st.found_v, st.covered, st.inner, None
+    known = np.array(found_v).T if found_v else None
+    for attempt in range(st.attempt, 4 + 2 * -(-want // per)):
+        extra = {}
+        if partial is not None:
+            partial.start_call(SearchState(attempt, centre, list(covered), found_e, found_v), write=inner is None)
+            if s.solver == "davidson":
+                extra = {"resume": inner, "snapshot": partial.snapshot}
         res = solver(apply, H.dim, per, centre, precond=pre, nvec=per + s.extra, tol=s.tol_Ha,
-                     maxiter=s.maxiter * 10, seed=s.seed + attempt, deflate=known)
+                     maxiter=s.maxiter * 10, seed=s.seed + attempt, deflate=known, **extra)
+        inner = None
         if progress is not None:
             progress(attempt + 1, float(res.residuals.max()))
         ok = _accept_converged(res, s.tol_Ha, found_e, found_v)

@@ -1,0 +1,141 @@
+"""A killed gap-states search resumes to the same states, to the last bit: block Davidson from any of
+its snapshots, the moving-centre search from its in-progress checkpoint (interrupted inside and
+between solver calls, several times), and ``qdlab electronic states`` after real SIGKILLs."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.io import write
+
+from qdlab.electronic.eigensolvers import folded_davidson
+from qdlab.electronic.pseudopotential.bulk import cubic_cell
+from qdlab.electronic.pseudopotential.engine import StatesSettings, gap_states, kinetic_preconditioner, load_states
+from qdlab.electronic.pseudopotential.hamiltonian import grid_hamiltonian
+from qdlab.electronic.pseudopotential.params import BOHR_A
+from qdlab.electronic.pseudopotential.partial import PartialWriter, load_partial, partial_path
+
+
+class _Kill(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def small_grid():
+    at = cubic_cell()
+    H = grid_hamiltonian(np.asarray(at.cell) / BOHR_A, at.get_scaled_positions(), at.get_chemical_symbols(),
+                         np.zeros(5), shape=(7, 7, 7), r_cut=5.0, chunk=64)
+    w = np.linalg.eigvalsh(H.dense())
+    return H, w, kinetic_preconditioner(H, 3.0)
+
+
+def _copy(snap: dict) -> dict:
+    return {k: np.array(v, copy=True) for k, v in snap.items()}
+
+
+def test_davidson_resumed_from_any_snapshot_equals_the_uninterrupted_run(small_grid):
+    H, w, pre = small_grid
+    ref = 0.5 * (w[25] + w[26])
+    snaps: list[dict] = []
+    kw = dict(precond=pre, tol=1e-8, maxiter=1500, nvec=6, max_dim=18)
+    full = folded_davidson(H.apply, H.dim, 4, ref, snapshot=lambda s: snaps.append(_copy(s)), **kw)
+    assert full.converged and len(snaps) >= 4 and snaps[0]["it"] == 1
+    for snap in (snaps[1], snaps[len(snaps) // 2], snaps[-1]):
+        again = folded_davidson(H.apply, H.dim, 4, ref, resume=snap, **kw)
+        assert again.iterations == full.iterations and again.n_apply == full.n_apply
+        np.testing.assert_array_equal(again.values, full.values)
+        np.testing.assert_array_equal(again.vectors, full.vectors)
+
+
+def _search(H, pre, ref, s, path, limit=None):
+    """One process's share: gap_states continuing from ``path``, killed after ``limit`` H·X."""
+    count = [0]
+
+    def apply(X):
+        count[0] += X.shape[1]
+        if limit is not None and count[0] > limit:
+            raise _Kill
+        return H.apply(X)
+
+    writer = PartialWriter(path, "key", H.dim, s.checkpoint_s)
+    return gap_states(H, ref, 2, 8, s, apply=apply, precond=pre, partial=writer,
+                      resume=load_partial(path, "key", H.dim))
+
+
+def test_search_killed_inside_and_between_calls_resumes_to_the_same_states(small_grid, tmp_path):
+    """Reference just above the valence edge, 3 states per call: several centres. Five kills after
+    a few hundred H·X each (inside a call, at call boundaries), then a run to the end: the energies
+    and vectors equal the uninterrupted search's exactly; the checkpoint records progress."""
+    H, w, pre = small_grid
+    ref = w[25] + 0.05 * (w[26] - w[25])
+    s = StatesSettings(tol_Ha=1e-7, extra=4, maxiter=150, block=3, checkpoint_s=0.0)
+    e0, v0, _ = gap_states(H, ref, 2, 8, s, apply=H.apply, precond=pre)
+    path = tmp_path / "x.states.partial.npz"
+    attempts = []
+    for limit in (700, 1200, 900, 1500, 1100):  # of 9,252 H·X in all (6 calls)
+        with pytest.raises(_Kill):
+            _search(H, pre, ref, s, path, limit)
+        st = load_partial(path, "key", H.dim)
+        attempts.append((st.attempt, None if st.inner is None else int(st.inner["it"])))
+    assert attempts == sorted(attempts, key=lambda a: (a[0], a[1] or 0)) and attempts[-1][0] >= 2, attempts
+    assert any(a[1] is not None and a[1] > 1 for a in attempts)  # some kills resumed inside a call
+    e1, v1, _ = _search(H, pre, ref, s, path)
+    np.testing.assert_array_equal(e1, e0)
+    np.testing.assert_array_equal(v1, v0)
+    assert load_partial(path, "other inputs", H.dim) is None
+    path.write_bytes(b"PK\x03\x04 torn")  # unreadable: ignored, the search starts over
+    assert load_partial(path, "key", H.dim) is None
+
+
+D = 3.15
+PBI6 = Atoms("PbI6", positions=[[0, 0, 0], [D, 0, 0], [-D, 0, 0], [0, D, 0], [0, -D, 0], [0, 0, D], [0, 0, -D]])
+
+
+def test_states_cli_survives_random_sigkills(tmp_path):
+    """`qdlab electronic states` (PbI6, 1.5 Bohr, 2 + 2 states in blocks of 2 — five solver calls, ≈ 8 s —
+    checkpoint at every snapshot): three SIGKILLs at random moments, then the same command; the states
+    npz equals the uninterrupted run's and the in-progress checkpoint is gone."""
+    write(tmp_path / "nc.xyz", PBI6)
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = os.environ | {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
+                        "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    def cmd(out: str) -> list[str]:
+        return [sys.executable, "-m", "qdlab", "electronic", "states", str(tmp_path / "nc.xyz"), "--spacing", "1.5",
+                "--vacuum", "3", "--holes", "2", "--electrons", "2", "--block", "2", "--checkpoint-every", "0",
+                "--json", "-o", str(tmp_path / out)]
+
+    t0 = time.time()
+    ref = subprocess.run(cmd("ref.npz"), env=env, capture_output=True, text=True)
+    total = time.time() - t0
+    assert ref.returncode == 0, ref.stderr
+    part = partial_path(tmp_path / "run.npz")
+    rnd = random.Random(3)
+    for kill in range(3):
+        proc = subprocess.Popen(cmd("run.npz"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        t1 = time.time()
+        while not part.exists() and proc.poll() is None and time.time() - t1 < 120:
+            time.sleep(0.01)
+        time.sleep(rnd.uniform(0.05, 0.3) * total)
+        if proc.poll() is not None:
+            pytest.fail(f"the run finished before kill {kill + 1}: {proc.stderr.read().decode()[-300:]}")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (tmp_path / "run.npz").exists() and part.exists()
+    done = subprocess.run(cmd("run.npz"), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    a, b = load_states(tmp_path / "run.npz"), load_states(tmp_path / "ref.npz")
+    np.testing.assert_array_equal(a.states.energies_eV, b.states.energies_eV)
+    np.testing.assert_array_equal(a.psi, b.psi)
+    assert a.states.info["resumed_at_call"] is not None and not part.exists()
+    assert json.loads(done.stdout)["energies_eV"] == json.loads(ref.stdout)["energies_eV"]
