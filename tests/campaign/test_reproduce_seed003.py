@@ -38,6 +38,17 @@ def test_large_cube_refused_in_one_line_before_any_work():
     assert small["grid_points"] > 0 and small["hours"] < 12
 
 
+def test_block_brings_the_n4_cube_under_24_GB():
+    """n = 4 (Cs117Pb64I240, 128³ at 0.5 Bohr), 8 + 8 states: all at once (24 vectors × 22 work copies +
+    16 found × 5) = 608 vectors of 67 MB ≈ 40.8 GB; in blocks of 4 (12 × 22 + 80 = 344) ≈ 23.1 GB."""
+    cube = _build("4x4x4", "cubic")
+    big = FineStructureSettings(sizes=[4], max_memory_GB=24, max_hours=100)
+    with pytest.raises(QdlabError, match="does not fit"):
+        estimate(cube, big)
+    est = estimate(cube, big.model_copy(update={"block": 4}))
+    assert est["grid_points"] == 128**3 and est["states_GB"] == pytest.approx(344 * 128**3 * 32 / 1e9)
+
+
 @pytest.mark.slow
 def test_tiny_series_end_to_end_and_resume(tmp_path):
     """n = 2 cubic cube (Cs19Pb8I36) on a 2.5 Bohr grid, 2 states per side: relax → states → BSE → table;
