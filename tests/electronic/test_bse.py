@@ -57,6 +57,26 @@ def test_two_band_model_one_singlet_three_triplets():
     assert spec.shape == (201, 3) and spec[:, 2].max() > 0
 
 
+def test_spin_orbit_doublet_gives_a_pure_triplet_dark_exciton():
+    """s-like hole, j = 1/2 electron doublet of p orbitals (|½,±½⟩ from Clebsch–Gordan: the perovskite
+    band edges): the dark J = 0 exciton is lowest with ⟨S²⟩ = 2 (a pure triplet, seed 003) and the three
+    bright J = 1 excitons have ⟨S²⟩ = 4/3 (analytic: s_e projects to −j/3, so s_e·s_h = 1/4 and −1/12).
+    Squaring the truncated spin matrices gave 4/3 and 2/3 (⟨s_e²⟩ = 1/12 instead of 3/4)."""
+    X, Y, Z = _grid()
+    g = np.exp(-(X**2 + Y**2 + Z**2) / (2 * 1.5**2))
+    dV = (L / N) ** 3
+    px, py, pz = (f * g / np.sqrt((np.abs(f * g) ** 2).sum() * dV) for f in (X, Y, Z))
+    p_plus, p_minus = -(px + 1j * py) / np.sqrt(2), (px - 1j * py) / np.sqrt(2)
+    up = np.stack([-np.sqrt(1 / 3) * pz, np.sqrt(2 / 3) * p_plus])  # |½, +½⟩ = √⅔|1,1⟩↓ − √⅓|1,0⟩↑
+    down = np.stack([-np.sqrt(2 / 3) * p_minus, np.sqrt(1 / 3) * pz])  # |½, −½⟩ = √⅓|1,0⟩↓ − √⅔|1,−1⟩↑
+    psi_v, _ = _spinors([g])
+    k = build_kernel(np.array([up, down]), psi_v, np.full(2, 0.1), np.zeros(2), np.eye(3) * L, dV)
+    exc = solve_bse(k, eps=4.9)
+    assert exc.s2 == pytest.approx([2, 4 / 3, 4 / 3, 4 / 3], abs=1e-8)
+    assert np.allclose(exc.oscillator[0], 0, atol=1e-12) and (exc.oscillator[1:].sum(1) > 1e-6).all()
+    assert np.linalg.eigvalsh(k.s2_matrix()) == pytest.approx([4 / 3, 4 / 3, 4 / 3, 2], abs=1e-8)
+
+
 def test_iterative_bse_equals_dense_diagonalisation():
     """Random orbitals, 3 electron × 3 hole spinors: filtered subspace iteration = eigh (1e-8 eV)."""
     rng = np.random.default_rng(0)

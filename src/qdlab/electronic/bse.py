@@ -142,10 +142,15 @@ class BSEKernel:
         return np.diag(self.pair_energies) - direct + self.exchange
 
     def s2_matrix(self) -> np.ndarray:
-        """Total exciton spin S² = Σ_α (s^e_α ⊗ 1 + 1 ⊗ s^h_α)² in the pair basis."""
+        """Total exciton spin S² = s_e² + s_h² + 2 s_e·s_h = 3/2 + 2 Σ_α s^e_α ⊗ s^h_α in the pair basis.
+
+        Each particle's s² is 3/4 exactly (σ_α² = 1). Squaring the spin matrices truncated to the
+        band-edge states instead, Σ_α (s^e_α ⊗ 1 + 1 ⊗ s^h_α)², loses what s_α moves out of the basis:
+        with spin–orbit coupling most of it (the j = 1/2 conduction doublet of p orbitals has
+        P s P = −j/3, so ⟨s_e²⟩ came out 1/12 instead of 3/4, and the dark J = 0 exciton 4/3 instead of
+        2). The cross term is exact in the product basis."""
         nc, nv = len(self.e_c), len(self.e_v)
-        S = [np.kron(self.spin_e[a], np.eye(nv)) + np.kron(np.eye(nc), self.spin_h[a]) for a in range(3)]
-        return sum(s @ s for s in S)
+        return 1.5 * np.eye(nc * nv) + 2 * sum(np.kron(self.spin_e[a], self.spin_h[a]) for a in range(3))
 
 
 def spinor_grid(vectors: np.ndarray, shape) -> np.ndarray:
