@@ -94,6 +94,14 @@ def test_iterative_bse_equals_dense_diagonalisation():
     assert np.abs(it.energies_eV - dense.energies_eV[:4]).max() < 1e-8
     # rerun with another ε uses the same stored bare kernels: screening enters as −D/ε only
     assert np.allclose(k.hamiltonian(6.0) - k.hamiltonian(3.0), k.direct * (1 / 3 - 1 / 6))
+    # a smaller basis from the same integrals equals the kernel built on those states alone
+    sub, alone = k.subset(2, 1), build_kernel(psi[:2], psi[3:4], np.array([0.1, 0.12]), np.array([-0.02]),
+                                              np.eye(3) * L, dV)
+    for f in ("e_c", "e_v", "direct", "exchange", "dipoles", "spin_e", "spin_h"):
+        assert np.allclose(getattr(sub, f), getattr(alone, f), atol=1e-12), f
+    assert np.allclose(sub.s2_matrix(), alone.s2_matrix(), atol=1e-12)
+    with pytest.raises(ValueError, match="outside"):
+        k.subset(4, 1)
 
 
 def _pair_energy(vg, rho1, rho2, dV):

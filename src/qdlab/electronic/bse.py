@@ -136,6 +136,16 @@ class BSEKernel:
     def anisotropic(self) -> bool:
         return bool(np.asarray(self.eps_xyz).size)
 
+    def subset(self, n_c: int, n_v: int) -> "BSEKernel":
+        """The kernel on the first ``n_c`` electron and ``n_v`` hole states (the lowest empty and highest
+        occupied, in the stored order): the same integrals, so a basis-size series costs no new ones."""
+        if not (1 <= n_c <= len(self.e_c) and 1 <= n_v <= len(self.e_v)):
+            raise ValueError(f"subset {n_c} × {n_v} outside the stored {len(self.e_c)} × {len(self.e_v)} states")
+        keep = (np.arange(n_c)[:, None] * len(self.e_v) + np.arange(n_v)[None, :]).ravel()
+        sub = np.ix_(keep, keep)
+        return BSEKernel(self.e_c[:n_c], self.e_v[:n_v], self.direct[sub], self.exchange[sub], self.dipoles[keep],
+                         self.spin_e[:, :n_c, :n_c], self.spin_h[:, :n_v, :n_v], self.eps_xyz)
+
     def hamiltonian(self, eps: float) -> np.ndarray:
         """Dense TDA matrix (Hartree): direct screened by 1/ε, or as stored when built with eps_xyz."""
         direct = self.direct if self.anisotropic else self.direct / eps
