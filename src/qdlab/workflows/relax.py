@@ -2,7 +2,7 @@
 
 The trajectory is appended after every step and the optimizer's state (its ASE restart data:
 L-BFGS history, BFGS Hessian, FIRE velocity and step control) is saved atomically beside it
-(``<trajectory>.state.json``), so an interrupted run resumes where it stopped and ends exactly
+(``<trajectory>.state.npz``), so an interrupted run resumes where it stopped and ends exactly
 where an uninterrupted run ends (same atoms required). Atoms can be frozen by a label selection (``"depth>=2"`` freezes
 everything half a unit cell or more below the surface). The relaxed structure keeps every
 per-atom label and ``info`` entry of the input.
@@ -10,6 +10,7 @@ per-atom label and ``info`` entry of the input.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,45 +79,77 @@ class RelaxResult:
 
 
 def _state_path(trajectory: Path) -> Path:
-    return trajectory.with_name(trajectory.name + ".state.json")
+    return trajectory.with_name(trajectory.name + ".state.npz")
 
 
 #: optimizer settings ASE's restart data (``dump``) leaves out but a step depends on
 _EXTRA_STATE = {"fire": ("a", "Nsteps")}
 
 
+def _pack(data) -> tuple[list, dict]:
+    """ASE's restart tuple as (slot descriptions, arrays): arrays and lists of arrays stored binary
+    (float64 exact), numbers, strings and None in the description (JSON text took 76 ms a step for
+    177 atoms: 2.5 MB of L-BFGS history)."""
+    slots, arrays = [], {}
+    for i, v in enumerate(data or ()):
+        if isinstance(v, np.ndarray) or (isinstance(v, list) and v and all(np.ndim(x) for x in v)):
+            arrays[f"slot{i}"] = np.asarray(v)
+            slots.append("array" if isinstance(v, np.ndarray) else "arrays")
+        elif isinstance(v, list):
+            arrays[f"slot{i}"] = np.asarray(v, float)
+            slots.append("numbers")
+        else:
+            slots.append({"value": v.item() if isinstance(v, np.generic) else v})
+    return slots, arrays
+
+
+def _unpack(slots: list, arrays: dict) -> list | None:
+    if not slots:
+        return None
+    out = []
+    for i, kind in enumerate(slots):
+        if kind == "array":
+            out.append(arrays[f"slot{i}"])
+        elif kind in ("arrays", "numbers"):
+            out.append(list(arrays[f"slot{i}"]))
+        else:
+            out.append(kind["value"])
+    return out
+
+
 def _save_state(path: Path, opt, key: str, work: Atoms, dumped: dict) -> None:
     """Replace the optimizer state atomically: step, positions after it and the restart data."""
-    from ase.io.jsonio import encode
-
-    state = {"optimizer": key, "step": int(opt.nsteps), "numbers": work.numbers.tolist(),
-             "positions": work.get_positions(), "restart": dumped.get("data"),
-             "extra": {k: getattr(opt, k) for k in _EXTRA_STATE.get(key, ())}}
+    slots, arrays = _pack(dumped.get("data"))
+    meta = {"optimizer": key, "step": int(opt.nsteps), "slots": slots,
+            "extra": {k: np.asarray(getattr(opt, k)).item() for k in _EXTRA_STATE.get(key, ())}}
     with atomic_path(path) as tmp:
-        with open(tmp, "w") as fh:
-            fh.write(encode(state))
+        with open(tmp, "wb") as fh:
+            np.savez(fh, meta=np.asarray(json.dumps(meta)), numbers=work.numbers, positions=work.get_positions(),
+                     **arrays)
             fh.flush()
             os.fsync(fh.fileno())
 
 
 def _load_state(path: Path, key: str, work: Atoms) -> dict:
     """The saved state of a run of ``work`` with optimizer ``key`` (one-line QdlabError otherwise)."""
-    from ase.io.jsonio import decode
+    import zipfile
 
     try:
-        state = decode(path.read_text())
-        positions = np.asarray(state["positions"], float)
-        step, numbers = int(state["step"]), np.asarray(state["numbers"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}  # reading every member checks each CRC
+        meta = json.loads(str(arrays.pop("meta")))
+        positions, numbers = arrays.pop("positions"), arrays.pop("numbers")
+        state = {**meta, "step": int(meta["step"]), "restart": _unpack(meta["slots"], arrays)}
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         raise QdlabError(f"optimizer state {path} is damaged ({type(exc).__name__}); delete it and its "
                          "trajectory or pass restart=False") from None
     if positions.shape != (len(work), 3) or not np.array_equal(numbers, work.numbers):
-        raise QdlabError(f"trajectory {path.name[:-len('.state.json')]} belongs to a different structure; "
+        raise QdlabError(f"trajectory {path.name[:-len('.state.npz')]} belongs to a different structure; "
                          "delete it or pass restart=False")
     if state.get("optimizer") != key:
         raise QdlabError(f"{path} was written by optimizer {state.get('optimizer')!r}, not {key!r}; "
                          "delete it or pass restart=False")
-    return {**state, "step": step, "positions": positions}
+    return {**state, "positions": positions}
 
 
 def _resume_point(traj_path: Path | None, key: str, work: Atoms, restart: bool) -> dict | None:
