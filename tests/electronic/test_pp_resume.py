@@ -51,7 +51,7 @@ def test_davidson_resumed_from_any_snapshot_equals_the_uninterrupted_run(small_g
     full = folded_davidson(H.apply, H.dim, 4, ref, snapshot=lambda s: snaps.append(_copy(s)), **kw)
     assert full.converged and len(snaps) >= 4 and snaps[0]["it"] == 1
     for snap in (snaps[1], snaps[len(snaps) // 2], snaps[-1]):
-        again = folded_davidson(H.apply, H.dim, 4, ref, resume=snap, **kw)
+        again = folded_davidson(H.apply, H.dim, 4, ref, resume=dict(snap), **kw)  # V, HV are consumed
         assert again.iterations == full.iterations and again.n_apply == full.n_apply
         np.testing.assert_array_equal(again.values, full.values)
         np.testing.assert_array_equal(again.vectors, full.vectors)

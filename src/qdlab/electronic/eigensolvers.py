@@ -247,10 +247,10 @@ def _folded_ritz(S: np.ndarray, K: np.ndarray, center: float, nvec: int):
 def _davidson_start(apply: Apply, dim: int, nvec: int, max_dim: int, seed: int, x0, deflate, resume: dict | None):
     """The V, H·V buffers and the projected matrices of a fresh start (seeded random block, ``x0`` first,
     orthogonal to ``deflate``) or of a snapshot ``resume``; returns (Vb, HVb, m, S, K, n_apply, stalled, it)."""
-    if resume is not None:
+    if resume is not None:  # its V and H·V are consumed (popped), so the loaded copies are freed
         m = resume["V"].shape[1]
         Vb, HVb = np.empty((dim, max_dim), complex), np.empty((dim, max_dim), complex)
-        Vb[:, :m], HVb[:, :m] = resume["V"], resume["HV"]
+        Vb[:, :m], HVb[:, :m] = resume.pop("V"), resume.pop("HV")
         return (Vb, HVb, m, np.asarray(resume["S"]), np.asarray(resume["K"]), int(resume["n_apply"]),
                 bool(resume["stalled"]), int(resume["it"]))
     rng = np.random.default_rng(seed)
@@ -289,8 +289,8 @@ def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
 
     Checkpointing: at the top of every iteration whose space is small (≤ 2·nvec columns: the start and
     right after each thick restart) ``snapshot`` receives the whole state ({V, HV, S, K, it, n_apply,
-    stalled}; V, HV are views, to be written before returning); ``resume`` = such a dict continues the
-    run from there, with the same arithmetic as the uninterrupted run (bitwise on a deterministic H·X).
+    stalled}; V, HV are views, to be written before returning); ``resume`` = such a dict (its V, HV are
+    consumed) continues the run from there, with the same arithmetic as the uninterrupted run (bitwise on a deterministic H·X).
     """
     nvec = min(dim, nvec or n_want + 8)
     max_dim = min(dim, max(max_dim or 5 * nvec, 2 * nvec))

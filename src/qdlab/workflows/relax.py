@@ -3,9 +3,9 @@
 The trajectory is appended after every step and the optimizer's state (its ASE restart data:
 L-BFGS history, BFGS Hessian, FIRE velocity and step control) is saved atomically beside it
 (``<trajectory>.state.npz``), so an interrupted run resumes where it stopped and ends exactly
-where an uninterrupted run ends (same atoms required). Atoms can be frozen by a label selection (``"depth>=2"`` freezes
-everything half a unit cell or more below the surface). The relaxed structure keeps every
-per-atom label and ``info`` entry of the input.
+where an uninterrupted run ends (same atoms required). Atoms can be frozen by a label selection
+(``"depth>=2"`` freezes everything half a unit cell or more below the surface). The relaxed
+structure keeps every per-atom label and ``info`` entry of the input.
 """
 
 from __future__ import annotations

@@ -275,9 +275,8 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     Returns (energies, vectors (2n, k), last EigenResult), n_below highest below and n_above lowest
     above ``ref``.
     """
-    from qdlab.electronic.pseudopotential.partial import SearchState
-
     from qdlab.electronic.eigensolvers import folded_davidson, folded_lobpcg
+    from qdlab.electronic.pseudopotential.partial import SearchState
 
     solver = {"davidson": folded_davidson, "lobpcg": folded_lobpcg}[s.solver]
     pre = precond or kinetic_preconditioner(H, s.precond_shift_Ha)
