@@ -20,6 +20,7 @@ import numpy as np
 from ase.spacegroup import crystal
 
 from qdlab.electronic.pseudopotential.bulk import effective_masses
+from qdlab.electronic.pseudopotential.interpolation import orthorhombic_weights
 
 SEED = {"m_h": 0.320, "m_e": 0.386}
 
@@ -32,16 +33,9 @@ def gamma_cspbi3():
 
 
 def pb_i_pb_angles(atoms) -> list[float]:
-    from ase.neighborlist import neighbor_list
-
-    i, j, D = neighbor_list("ijD", atoms, 3.6)
-    sym = np.array(atoms.get_chemical_symbols())
-    out = []
-    for k in np.flatnonzero(sym == "I"):
-        d = D[(i == k) & (sym[j] == "Pb")]
-        if len(d) == 2:
-            out.append(float(np.degrees(np.arccos(d[0] @ d[1] / np.linalg.norm(d[0]) / np.linalg.norm(d[1])))))
-    return sorted(set(np.round(out, 1).tolist()))
+    """The distinct Pb–I–Pb angles (degrees) as the Hamiltonian's cubic↔orthorhombic mixing sees them."""
+    theta = orthorhombic_weights(atoms)[1]
+    return sorted(set(np.round(theta[np.isfinite(theta)], 1).tolist()))
 
 
 def main() -> None:

@@ -105,6 +105,20 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     return final
 
 
+def write_npz(path: str | os.PathLike[str], **arrays) -> Path:
+    """Replace a checkpoint ``.npz`` atomically and durably: written, flushed and fsync'ed under a
+    temporary name, then renamed, so a kill or power loss leaves the old version or the new one."""
+    import numpy as np
+
+    final = Path(path)
+    with atomic_path(final) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return final
+
+
 def read_complete_frames(path: str | os.PathLike[str]) -> list[Atoms]:
     """Every complete frame of a trajectory (ASE ``.traj`` or extended XYZ) that may end in a frame
     cut off mid-write by a kill: the torn tail is dropped instead of failing the read."""

@@ -36,7 +36,7 @@ from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_mom
 from qdlab.build.gate import check_structure
 from qdlab.build.select import select
 from qdlab.errors import QdlabError
-from qdlab.store.files import read_complete_frames
+from qdlab.store.files import read_complete_frames, write_npz
 from qdlab.store.frames import append_frame, keep_frames, trajectory_format
 from qdlab.store.locks import output_lock
 
@@ -189,13 +189,8 @@ def _ckpt_path(trajectory: Path) -> Path:
 
 def _save_ckpt(path: Path, state: dict) -> None:
     """Replace the checkpoint atomically (written, flushed to disk, then renamed)."""
-    tmp = path.with_name(path.name + ".tmp.npz")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **{k: (np.asarray(json.dumps(v)) if isinstance(v, dict) else np.asarray(v))
-                        for k, v in state.items()})
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_npz(path, **{k: (np.asarray(json.dumps(v)) if isinstance(v, dict) else np.asarray(v))
+                       for k, v in state.items()})
 
 
 _CKPT_KEYS = ("signature", "n_frames", "step", "positions", "momenta", "rng", "sums", "transferred")

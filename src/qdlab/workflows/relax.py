@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from qdlab.build.rattle import gaussian_rattle
 from qdlab.build.select import select
 from qdlab.errors import QdlabError
-from qdlab.store.files import atomic_path
+from qdlab.store.files import write_npz
 from qdlab.store.frames import keep_frames
 
 OPTIMIZERS = {"lbfgs": LBFGS, "fire": FIRE, "bfgs": BFGS}
@@ -122,12 +122,7 @@ def _save_state(path: Path, opt, key: str, work: Atoms, dumped: dict) -> None:
     slots, arrays = _pack(dumped.get("data"))
     meta = {"optimizer": key, "step": int(opt.nsteps), "slots": slots,
             "extra": {k: np.asarray(getattr(opt, k)).item() for k in _EXTRA_STATE.get(key, ())}}
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, meta=np.asarray(json.dumps(meta)), numbers=work.numbers, positions=work.get_positions(),
-                     **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
+    write_npz(path, meta=np.asarray(json.dumps(meta)), numbers=work.numbers, positions=work.get_positions(), **arrays)
 
 
 def _load_state(path: Path, key: str, work: Atoms) -> dict:

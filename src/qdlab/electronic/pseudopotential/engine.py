@@ -285,8 +285,8 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     per = states_per_call(want, s.block)
     st = resume or SearchState(0, ref, [ref, ref])
     centre, found_e, found_v, covered, inner, res = st.centre, st.found_e, st.found_v, st.covered, st.inner, None
-    known = np.array(found_v).T if found_v else None
     for attempt in range(st.attempt, 4 + 2 * -(-want // per)):
+        known = np.array(found_v).T if found_v else None
         extra = {}
         if partial is not None:
             partial.start_call(SearchState(attempt, centre, list(covered), found_e, found_v), write=inner is None)
@@ -306,7 +306,6 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
             span = max(float(np.abs(res.values[ok] - centre).max()) - COVER_MARGIN_HA, 0.0)
             covered = [min(covered[0], centre - span), max(covered[1], centre + span)]
         centre = covered[1] if len(above) < n_above else covered[0]
-        known = np.array(found_v).T if found_v else None
     else:
         raise QdlabError(f"states near the gap did not converge: {len(below)} of {n_below} below and {len(above)} "
                          f"of {n_above} above {ref * HARTREE_EV:.2f} eV to {s.tol_Ha:g} Ha after {attempt + 1} solver "

@@ -13,7 +13,6 @@ starts over and replaces it).
 
 from __future__ import annotations
 
-import os
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qdlab.store.files import atomic_path
+from qdlab.store.files import write_npz
 
 _INNER = ("V", "HV", "S", "K", "it", "n_apply", "stalled")
 
@@ -87,11 +86,7 @@ class PartialWriter:
                   "found_v": vecs, "has_inner": inner is not None}
         if inner is not None:
             arrays.update({f"inner_{k}": inner[k] for k in _INNER})
-        with atomic_path(self.path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
+        write_npz(self.path, **arrays)
         self.last = time.monotonic()
 
     def done(self) -> None:
