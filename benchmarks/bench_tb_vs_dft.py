@@ -27,7 +27,7 @@ from ase.io import read
 
 from qdlab.store.files import write_text
 from qdlab.workflows.gap_fit import DEFAULT_FIT_NAMES
-from qdlab.workflows.gap_validation import GapValidationSettings, run_validation
+from qdlab.workflows.gap_validation import GapValidationSettings, dft_gap_of, run_validation
 from qdlab.workflows.phonons import PhononResult
 
 
@@ -48,17 +48,19 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1000, help="rattle i uses seed SEED + i")
     ap.add_argument("--fit-names", default=",".join(DEFAULT_FIT_NAMES), help="fit parameters (eta, shift:El:orb)")
     ap.add_argument("--rattles-dir", default=None, help="training work folder (default OUTPUT/rattles)")
+    ap.add_argument("--dft-gap", default="homo-lumo", choices=("homo-lumo", "pb-edge"),
+                    help="DFT gap compared: HOMO→LUMO, or HOMO→lowest MO with more Mulliken weight on Pb than Cs")
     args = ap.parse_args()
     d = Path(args.phonons_dir)
     atoms = read(d / "relaxed.extxyz")
     ph = PhononResult.load(d / "phonons.npz")
     settings = GapValidationSettings(amplitude_A=args.amplitude, signs=tuple(int(s) for s in args.signs.split(",")),
                                      modes=tuple(int(k) for k in args.modes.split(",")) if args.modes else None,
-                                     cp2k={"eps_scf": args.eps_scf, "cutoff_ry": args.cutoff})
+                                     cp2k={"eps_scf": args.eps_scf, "cutoff_ry": args.cutoff}, dft_gap=args.dft_gap)
     t0 = time.time()
 
     def progress(name: str, rec: dict) -> None:
-        print(f"[{time.time() - t0:7.0f} s] {name:6s} {rec['label']:14s} DFT gap {rec['dft']['gap_eV']:.4f} eV "
+        print(f"[{time.time() - t0:7.0f} s] {name:6s} {rec['label']:14s} DFT gap {dft_gap_of(rec['dft'], settings):.4f} eV "
               f"(CP2K {rec['dft']['seconds']} s, {rec['dft']['scf_steps']} SCF steps, converged "
               f"{rec['dft']['converged']})  TB gap {rec['tb_gap_eV']:.4f} eV", flush=True)
 
@@ -85,7 +87,7 @@ def fit_then_held_out(args, atoms, ph, settings, untuned) -> None:
     recs = run_rattles(geoms, wd, settings, restart=str(ref_wfn) if ref_wfn.is_file() else None,
                        max_new=0 if args.report_only else None)
     records = json.loads((Path(args.output) / "records.json").read_text())["records"]
-    fit = fit_on_rattles(atoms, records["ref"]["dft"]["gap_eV"], geoms, recs, settings, args.fit_names.split(","))
+    fit = fit_on_rattles(atoms, dft_gap_of(records["ref"]["dft"], settings), geoms, recs, settings, args.fit_names.split(","))
     plan, chosen = plan_validation(atoms, ph.frequencies_cm1, ph.modes, ph.masses_amu, settings)
     held = held_out_table(plan, {c.index: c for c in chosen}, records, settings, fit.params)
     fs = fit.summary()

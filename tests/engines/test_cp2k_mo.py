@@ -8,10 +8,12 @@ import pytest
 from ase import Atoms
 from ase.units import Hartree
 
-from qdlab.engines.cp2k_mo import cp2k_gap_input, read_cp2k_mos
+from qdlab.engines.cp2k_mo import Cp2kPDOS, cp2k_gap_input, edge_gap, read_cp2k_mos, read_cp2k_pdos
 from qdlab.errors import QdlabError
 
 DATA = Path(__file__).parent / "data" / "cp2k_pbbr2_mos.out"
+#: a real CP2K 2023.1 PBE run of Cs7Pb2Br11 (250 Ry, &PDOS NLUMO 16): 3 PDOS files + the MO excerpt of its output
+PDOS_RUN = Path(__file__).parent / "data" / "cp2k_cs7pb2br11"
 
 
 def _printed_fermi_eV(text: str) -> float:
@@ -64,3 +66,54 @@ def test_gap_input_cubic_wavelet_box_and_settings():
         cp2k_gap_input(a, settings={"cutof": 300})
     with pytest.raises(QdlabError, match="scf must be"):
         cp2k_gap_input(a, settings={"scf": "davidson"})
+
+
+def test_pdos_reader_against_the_same_runs_printed_eigenvalues():
+    pd = read_cp2k_pdos(PDOS_RUN)
+    (mo,) = read_cp2k_mos(PDOS_RUN / "gap.out")
+    # Cs7Pb2Br11 with GTH q9 (Cs), q4 (Pb), q7 (Br): 148 valence electrons → 74 occupied MOs, + 16 printed empty
+    assert (pd.occupations > 0).sum() == 74 == len(mo.occupied_eV) and (pd.occupations == 0).sum() == 16
+    # the PDOS files print energies to 1e-6 Hartree, the output's eigenvalue table to 1e-8
+    e = np.concatenate([mo.occupied_eV, mo.unoccupied_eV])
+    assert np.allclose(pd.energies_eV, e, atol=0.6e-6 * Hartree)
+    # Mulliken weights of each MO over all kinds sum to 1 (all kinds read, none twice)
+    total = sum(pd.weights.values())
+    assert set(pd.weights) == {"Cs", "Pb", "Br"} and np.allclose(total, 1.0, atol=2e-3)
+    assert set(pd.by_l["Pb"]) == {"s", "p", "d"}
+
+
+def test_edge_gap_skips_the_cs_states_below_the_pb_edge():
+    """In this cluster the plain LUMO is Cs 6s (weight 0.93) and the first three empty MOs are Cs-derived;
+    the 4th is the first with more weight on Pb than on Cs (CP2K's 4th printed empty eigenvalue)."""
+    pd = read_cp2k_pdos(PDOS_RUN)
+    (mo,) = read_cp2k_mos(PDOS_RUN / "gap.out")
+    r = edge_gap(pd)
+    assert r["edge_lumo_index"] == 3 and r["lumo_weights"]["Cs"] > 0.9 and r["edge_weights"]["Pb"] > 0.5
+    assert r["edge_gap_eV"] == pytest.approx(mo.unoccupied_eV[3] - mo.homo_eV, abs=2e-5)
+    assert r["homo_weights"]["Br"] > 0.8    # the HOMO is Br p (with Pb s): the network's valence edge
+
+
+def test_edge_gap_refuses_when_no_printed_mo_is_pb_derived():
+    pd = Cp2kPDOS(np.array([-5.0, -1.0, -0.5]), np.array([2.0, 0.0, 0.0]),
+                  {"Cs": np.array([0.0, 0.9, 0.8]), "Pb": np.array([0.2, 0.05, 0.1])}, {})
+    with pytest.raises(QdlabError, match="print more"):
+        edge_gap(pd)
+    with pytest.raises(QdlabError, match="no kind Br"):
+        edge_gap(pd, network="Br")
+    pd.weights["Pb"][2] = 0.85
+    assert edge_gap(pd)["edge_gap_eV"] == pytest.approx(4.5) and edge_gap(pd)["edge_lumo_index"] == 1
+
+
+def test_pdos_reader_refuses_missing_and_foreign_files(tmp_path):
+    with pytest.raises(QdlabError, match="no gap-k"):
+        read_cp2k_pdos(tmp_path)
+    (tmp_path / "gap-k1-1.pdos").write_text("hello\n")
+    with pytest.raises(QdlabError, match="not a CP2K PDOS"):
+        read_cp2k_pdos(tmp_path)
+
+
+def test_gap_input_prints_pdos_when_asked():
+    a = Atoms("PbBr2", positions=[[0, 0, 0], [2.9, 0, 0], [0, 2.9, 0.5]])
+    assert "&PDOS" not in cp2k_gap_input(a)
+    text = cp2k_gap_input(a, settings={"pdos": True, "nlumo": 16})
+    assert "&PDOS\n        NLUMO 16\n        COMPONENTS F\n      &END PDOS" in text and "ADDED_MOS 16" in text

@@ -81,3 +81,25 @@ def test_stale_training_folder_is_refused(tmp_path):
     (tmp_path / "r0" / "record.json").unlink()
     with pytest.raises(QdlabError, match="another geometry"):
         run_rattles(rattle_geometries(a, 1, 0.05, 2), tmp_path, settings, dft=dft)
+
+
+def test_pb_edge_reruns_training_records_without_the_edge_and_fits_on_it(tmp_path):
+    """Switching to ``dft_gap="pb-edge"`` reruns rattles whose record has no edge gap, and the fit then
+    uses the edge gap (here the stand-in's edge is its η = 3 gap, its plain gap a constant)."""
+    a = _cluster()
+    dft, calls = _stand_in()
+    geoms = rattle_geometries(a, 3, 0.05, 5)
+    run_rattles(geoms, tmp_path, GapValidationSettings(soc=False), dft=dft)
+    edge = GapValidationSettings(soc=False, dft_gap="pb-edge")
+
+    def dft_edge(g, restart):
+        calls.append("edge-" + g.name)
+        return {"gap_eV": 1.0, "edge_gap_eV": dft(g, restart)["gap_eV"]}
+
+    recs = run_rattles(geoms, tmp_path, edge, dft=dft_edge)
+    assert calls[3:] == ["edge-r0", "r0", "edge-r1", "r1", "edge-r2", "r2"]
+    ref_gap = dft(geoms[0].__class__("ref", "reference", None, 0, a), None)["gap_eV"]
+    assert fit_on_rattles(a, ref_gap, geoms, recs, edge, ("eta",)).values[0] == pytest.approx(3.0, abs=1e-3)
+    n = len(calls)
+    run_rattles(geoms, tmp_path, edge, dft=dft_edge)
+    assert len(calls) == n                                          # complete records are reused

@@ -133,3 +133,37 @@ def test_evaluate_dft_runs_reuses_and_resumes(tmp_path):
     assert (tmp_path / "m1p" / "runs.log").read_text().count("run") == 1
     with pytest.raises(QdlabError, match="not found"):
         evaluate_dft(GapGeometry("x", "x", 0, 1, _octahedron()), tmp_path, GapValidationSettings(command="/no/cp2k"))
+
+
+def test_evaluate_dft_pb_edge_prints_pdos_and_reruns_an_output_without_it(tmp_path):
+    """``dft_gap="pb-edge"``: the input asks for &PDOS with 16 empty MOs, a finished output without PDOS
+    files is rerun, and the record holds the gap to the first Pb-derived MO (stand-in executable that
+    writes a stored real CP2K run of Cs7Pb2Br11)."""
+    import os
+    from pathlib import Path
+
+    from qdlab.engines.cp2k_mo import edge_gap, read_cp2k_pdos
+    from qdlab.workflows.gap_validation import GapGeometry, dft_gap_of, evaluate_dft
+
+    data = Path(__file__).parents[1] / "engines" / "data" / "cp2k_cs7pb2br11"
+    exe = tmp_path / "fake_cp2k"
+    exe.write_text(f"#!/bin/sh\necho run >> runs.log\ncp {data}/gap.out {data}/gap-k1-1.pdos {data}/gap-k2-1.pdos "
+                   f"{data}/gap-k3-1.pdos .\n")
+    os.chmod(exe, 0o755)
+    plain = GapValidationSettings(command=str(exe))
+    edge = GapValidationSettings(command=str(exe), dft_gap="pb-edge")
+    g = GapGeometry("ref", "reference", None, 0, _octahedron())
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "ref" / "gap.out").write_text((data / "gap.out").read_text())   # finished, but without PDOS
+    rec0 = evaluate_dft(g, tmp_path, plain)
+    assert not (tmp_path / "ref" / "runs.log").exists() and "edge_gap_eV" not in rec0
+    with pytest.raises(QdlabError, match="without PDOS"):
+        dft_gap_of(rec0, edge)
+    rec = evaluate_dft(g, tmp_path, edge)
+    inp = (tmp_path / "ref" / "gap.inp").read_text()
+    assert "&PDOS" in inp and "ADDED_MOS 16" in inp and (tmp_path / "ref" / "runs.log").read_text().count("run") == 1
+    want = edge_gap(read_cp2k_pdos(data))["edge_gap_eV"]
+    assert dft_gap_of(rec, edge) == pytest.approx(want) and dft_gap_of(rec, plain) == pytest.approx(rec0["gap_eV"])
+    assert want > rec["gap_eV"] + 0.3       # the Cs 6s LUMO lies 0.42 eV below the Pb-derived edge here
+    evaluate_dft(g, tmp_path, edge)          # now complete: reused
+    assert (tmp_path / "ref" / "runs.log").read_text().count("run") == 1

@@ -3,6 +3,7 @@ torch, ASE, Dask … take seconds) reported as the same one line as a Ctrl-C dur
 
 from __future__ import annotations
 
+import signal
 import sys
 
 INTERRUPTED = "error: interrupted; rerun the same command to resume"
@@ -22,11 +23,37 @@ def caused_by_interrupt(exc: BaseException) -> bool:
     return False
 
 
+def _import_app():
+    """``qdlab.cli.main.app`` with a Ctrl-C during the imports deferred to their end: an interrupt
+    raised inside a library's import can be swallowed (a ``try: import … except ImportError``
+    around a compiled module whose initialisation it cut) or turned into another error, and the
+    command then runs on. The first Ctrl-C is remembered and raised once the imports are done
+    (at most the rest of the start-up, about 1 s); a second one raises at once."""
+    pending: list[int] = []
+
+    def remember(signum: int, frame: object) -> None:
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, remember)
+    except ValueError:  # not the main thread (an embedding host): imports as they are
+        previous = None
+    try:
+        from qdlab.cli.main import app
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
+    return app
+
+
 def main(prog_name: str | None = None) -> None:
     """Import the CLI and run it; Ctrl-C before a command starts → one line, exit 130."""
     try:
-        from qdlab.cli.main import app
-
+        app = _import_app()
         app(prog_name=prog_name)
     except (KeyboardInterrupt, ImportError) as exc:  # start-up, or between parsing and the guard
         if not caused_by_interrupt(exc):

@@ -8,7 +8,12 @@
   them under ``Eigenvalues of the occupied subspace`` / ``Lowest eigenvalues of the unoccupied
   subspace``, which CP2K prints in Hartree, and its ``HOMO - LUMO gap [eV]`` line);
 - :func:`cp2k_gap_trace` turns those blocks into a gap trace (the "CP2K MO import" of the gap
-  workflow).
+  workflow);
+- with ``pdos`` on, the input also prints each MO's Mulliken weight per kind and angular momentum
+  (``&PDOS``, files ``<project>-k<i>-1.pdos``); :func:`read_cp2k_pdos` reads them and
+  :func:`edge_gap` gives the gap to the lowest unoccupied MO that belongs to the B-site network
+  (more weight on Pb than on Cs): in a small Cs-rich cluster the plain LUMO can be a Cs 6s state
+  (Cs7Pb2Br11: Cs weight 0.93), which a Cs-free tight-binding model has no counterpart of.
 Spin-unpolarised (restricted) runs only; no spin–orbit coupling (CP2K has none in GPW).
 """
 
@@ -28,7 +33,8 @@ from qdlab.errors import QdlabError
 #: single-point settings (PBE as in seed 004: GTH, 300 Ry, no SOC)
 CP2K_GAP_DEFAULTS: dict = {"xc": "PBE", "cutoff_ry": 300.0, "rel_cutoff_ry": 50.0, "basis_set": "DZVP-MOLOPT-SR-GTH",
                            "potential": "GTH-PBE", "charge": 0, "eps_scf": 1e-6, "max_scf": 80, "nlumo": 4,
-                           "vacuum_A": 4.5, "restart_file": None, "scf": "diagonalization"}
+                           "vacuum_A": 4.5, "restart_file": None, "scf": "diagonalization",
+                           "pdos": False}
 
 _OCC = re.compile(r"Eigenvalues of the occupied subspace spin\s+(\d)", re.IGNORECASE)
 _UNOCC = re.compile(r"Lowest eigenvalues of the unoccupied subspace spin\s+(\d)", re.IGNORECASE)
@@ -124,6 +130,13 @@ def _scf_block(s: dict) -> str:
     raise QdlabError(f"CP2K scf must be diagonalization or ot, not {s['scf']!r}")
 
 
+def _pdos_block(s: dict) -> str:
+    """``&PDOS`` printing every occupied and ``nlumo`` unoccupied MO's weight per kind and l (or nothing)."""
+    if not s["pdos"]:
+        return ""
+    return f"      &PDOS\n        NLUMO {int(s['nlumo'])}\n        COMPONENTS F\n      &END PDOS\n"
+
+
 def cp2k_gap_input(atoms: Atoms, project: str = "gap", settings: dict | None = None) -> str:
     """CP2K input for a PBE single point of a cluster printing occupied and ``nlumo`` unoccupied MOs.
 
@@ -172,7 +185,7 @@ def cp2k_gap_input(atoms: Atoms, project: str = "gap", settings: dict | None = N
       &END XC_FUNCTIONAL
     &END XC
     &PRINT
-      &MO_CUBES
+{_pdos_block(s)}      &MO_CUBES
         NHOMO 1
         NLUMO {int(s['nlumo'])}
         WRITE_CUBE F
@@ -195,3 +208,71 @@ def cp2k_gap_input(atoms: Atoms, project: str = "gap", settings: dict | None = N
   &END SUBSYS
 &END FORCE_EVAL
 """
+
+
+_KIND = re.compile(r"atomic kind\s+(\S+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Cp2kPDOS:
+    """Mulliken weights of every printed MO: ``energies_eV`` (ascending), ``occupations``,
+    ``weights[element]`` (n_mo,) summed over that kind's orbitals, ``by_l[element][l]`` per angular
+    momentum label (``s``, ``p``, ``d`` …)."""
+
+    energies_eV: np.ndarray
+    occupations: np.ndarray
+    weights: dict[str, np.ndarray]
+    by_l: dict[str, dict[str, np.ndarray]]
+
+
+def read_cp2k_pdos(folder: str | os.PathLike, project: str = "gap") -> Cp2kPDOS:
+    """The ``<project>-k<i>-1.pdos`` files of a CP2K run (one per kind, COMPONENTS F), merged."""
+    files = sorted(Path(folder).glob(f"{project}-k*-1.pdos"))
+    if not files:
+        raise QdlabError(f"{folder}: no {project}-k*-1.pdos files (run with the pdos setting on)")
+    energies = occ = None
+    weights: dict[str, np.ndarray] = {}
+    by_l: dict[str, dict[str, np.ndarray]] = {}
+    for f in files:
+        head = f.read_text(errors="replace").splitlines()[:2]
+        kind = _KIND.search(head[0]) if head else None
+        if kind is None or len(head) < 2:
+            raise QdlabError(f"{f}: not a CP2K PDOS file")
+        cols = head[1].lstrip("#").split()[4:]  # after "MO Eigenvalue [a.u.] Occupation"
+        data = np.loadtxt(f, comments="#", ndmin=2)
+        if data.shape[1] != 3 + len(cols):
+            raise QdlabError(f"{f}: {data.shape[1]} columns, header names {3 + len(cols)}")
+        e = data[:, 1] * Hartree
+        if energies is not None and (len(e) != len(energies) or not np.allclose(e, energies, atol=1e-6)):
+            raise QdlabError(f"{f}: MO energies differ from the other kinds' files (another run?)")
+        energies, occ = e, data[:, 2]
+        el = kind.group(1).rstrip("_0123456789")
+        by_l[el] = {c: data[:, 3 + i] for i, c in enumerate(cols)}
+        weights[el] = data[:, 3:].sum(axis=1)
+    order = np.argsort(energies)
+    return Cp2kPDOS(energies[order], occ[order], {k: v[order] for k, v in weights.items()},
+                    {k: {c: w[order] for c, w in v.items()} for k, v in by_l.items()})
+
+
+def edge_gap(pdos: Cp2kPDOS, network: str = "Pb", other: str = "Cs") -> dict:
+    """Gap (eV) from the HOMO to the lowest unoccupied MO with more Mulliken weight on ``network``
+    than on ``other``, with the weights of the plain LUMO and of that edge MO."""
+    occupied = np.flatnonzero(pdos.occupations > 1e-3)
+    empty = np.flatnonzero(pdos.occupations <= 1e-3)
+    if not len(occupied) or not len(empty):
+        raise QdlabError("the PDOS holds no occupied or no unoccupied MO")
+    missing = [el for el in (network, other) if el not in pdos.weights]
+    if missing:
+        raise QdlabError(f"the PDOS has no kind {missing[0]} (kinds: {', '.join(pdos.weights)})")
+    homo = occupied[-1]
+    edge = next((i for i in empty if pdos.weights[network][i] > pdos.weights[other][i]), None)
+    if edge is None:
+        raise QdlabError(f"none of the {len(empty)} printed unoccupied MOs has more weight on {network} than "
+                         f"on {other}: print more (nlumo)")
+
+    def w(i: int) -> dict:
+        return {el: float(v[i]) for el, v in pdos.weights.items()}
+
+    return {"edge_gap_eV": float(pdos.energies_eV[edge] - pdos.energies_eV[homo]),
+            "edge_lumo_index": int(edge - empty[0]), "lumo_weights": w(empty[0]), "edge_weights": w(edge),
+            "homo_weights": w(homo)}

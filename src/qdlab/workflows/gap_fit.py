@@ -28,7 +28,7 @@ from ase.io import read
 
 from qdlab.errors import QdlabError
 from qdlab.workflows.gap_validation import (GapGeometry, GapValidationSettings, ValidationResult, assemble,
-                                            evaluate_dft)
+                                            dft_gap_of, evaluate_dft)
 
 DEFAULT_FIT_NAMES = ("eta", "shift:Br:p", "shift:Pb:s", "shift:Pb:p")
 
@@ -62,7 +62,9 @@ def run_rattles(geoms: list[GapGeometry], workdir: str | os.PathLike, settings: 
             raise QdlabError(f"{geo} holds another geometry (other seed/sigma?): use a fresh work folder")
         if rec.is_file() and geo.is_file():
             records[g.name] = json.loads(rec.read_text())
-            continue
+            if settings.dft_gap != "pb-edge" or "edge_gap_eV" in records[g.name]["dft"]:
+                continue
+            records.pop(g.name)  # a record without the Pb-derived edge: rerun (CP2K restarts from its wfn)
         if max_new is not None and new >= max_new:
             continue
         write_atoms(wd / g.name / "geometry.extxyz", g.atoms)
@@ -85,7 +87,7 @@ def fit_on_rattles(reference: Atoms, reference_dft_gap_eV: float, geoms: list[Ga
     ref = reference.copy()
     ref.pbc = False
     frames = [ref] + [g.atoms for g in done]
-    gaps = [reference_dft_gap_eV] + [records[g.name]["dft"]["gap_eV"] for g in done]
+    gaps = [reference_dft_gap_eV] + [dft_gap_of(records[g.name]["dft"], settings) for g in done]
     return fit_params(frames, gaps, load_params(settings.params), names, relative=True, soc=settings.soc,
                       bounds=bounds)
 

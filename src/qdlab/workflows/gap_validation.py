@@ -6,7 +6,8 @@
 - :func:`plan_validation` lists the geometries: the reference, then each selected mode displaced by
   ``±amplitude_A`` (largest atomic displacement, Å) along its Cartesian displacement pattern;
 - :func:`evaluate_dft` runs one CP2K PBE single point (``qdlab.engines.cp2k_mo``) and reads the
-  HOMO–LUMO gap, :func:`evaluate_tb` the tight-binding gap (same geometry, SOC off by default: CP2K
+  HOMO–LUMO gap (``dft_gap="pb-edge"``: also the Mulliken weights and the gap to the lowest
+  Pb-derived MO, :func:`~qdlab.engines.cp2k_mo.edge_gap`; :func:`dft_gap_of` picks the one compared), :func:`evaluate_tb` the tight-binding gap (same geometry, SOC off by default: CP2K
   has no SOC);
 - :func:`assemble` gives the table ΔE_g(DFT), ΔE_g(TB), ratio, sign agreement, |ratio − 1| ≤ tolerance.
 :func:`run_validation` drives the three with a JSON checkpoint (one record per geometry, written
@@ -21,6 +22,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from ase import Atoms
@@ -42,6 +44,17 @@ class GapValidationSettings(BaseModel):
     cp2k: dict = Field(default_factory=dict, description="overrides of engines.cp2k_mo.CP2K_GAP_DEFAULTS")
     command: str = "cp2k.psmp"
     bond_cutoff_A: float = Field(3.6, gt=0, description="Pb–X bond cut-off, Å")
+    dft_gap: Literal["homo-lumo", "pb-edge"] = Field(
+        "homo-lumo", description="DFT gap compared: HOMO→LUMO, or HOMO→lowest MO with more weight on Pb than Cs")
+
+
+def dft_gap_of(dft: dict, settings: GapValidationSettings) -> float:
+    """The DFT gap (eV) a record is compared by (see ``GapValidationSettings.dft_gap``)."""
+    if settings.dft_gap == "homo-lumo":
+        return float(dft["gap_eV"])
+    if "edge_gap_eV" not in dft:
+        raise QdlabError("a DFT record has no Pb-derived edge gap (it ran without PDOS): rerun it")
+    return float(dft["edge_gap_eV"])
 
 
 @dataclass(frozen=True)
@@ -178,14 +191,20 @@ def plan_validation(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray
     return plan, [chars[k] for k in chosen.values()]
 
 
-def _finished(out: Path) -> bool:
-    """A CP2K output that already holds an occupied + unoccupied MO block (reused, not rerun)."""
+def _finished(out: Path, pdos: bool = False) -> bool:
+    """A CP2K output that already holds an occupied + unoccupied MO block (reused, not rerun), and
+    when ``pdos``, its PDOS files."""
     from qdlab.engines.cp2k_mo import read_cp2k_mos
 
     try:
-        return out.is_file() and bool(read_cp2k_mos(out))
+        ok = out.is_file() and bool(read_cp2k_mos(out))
     except QdlabError:
         return False
+    return ok and (not pdos or any(out.parent.glob("gap-k*-1.pdos")))
+
+
+#: unoccupied MOs printed with ``dft_gap="pb-edge"`` (Cs7Pb2Br11: the Pb-derived one is the 2nd–4th)
+EDGE_NLUMO = 16
 
 
 def evaluate_tb(geom: GapGeometry, settings: GapValidationSettings) -> float:
@@ -203,10 +222,13 @@ def evaluate_dft(geom: GapGeometry, workdir: str | os.PathLike, settings: GapVal
 
     d = Path(workdir) / geom.name
     out = d / "gap.out"
-    if not _finished(out):
+    edge = settings.dft_gap == "pb-edge"
+    if not _finished(out, edge):
         own = d / "gap-RESTART.wfn"   # an interrupted run resumes from its own last wavefunction
         restart = str(own) if own.is_file() else restart
         over = dict(settings.cp2k) | ({"restart_file": str(Path(restart).resolve())} if restart else {})
+        if edge:
+            over |= {"pdos": True, "nlumo": max(EDGE_NLUMO, int(over.get("nlumo", 0)))}
         write_text(d / "gap.inp", cp2k_gap_input(geom.atoms, "gap", over))
         try:
             subprocess.run([settings.command, "-i", "gap.inp", "-o", "gap.out"], cwd=d, check=True,
@@ -219,8 +241,13 @@ def evaluate_dft(geom: GapGeometry, workdir: str | os.PathLike, settings: GapVal
     text = out.read_text(errors="replace")
     secs = [float(ln.split()[-1]) for ln in text.splitlines() if ln.strip().startswith("CP2K  ") and len(ln.split()) > 5]
     steps = [int(ln.split("converged in")[1].split()[0]) for ln in text.splitlines() if "SCF run converged in" in ln]
-    return {"gap_eV": mo.gap_eV, "homo_eV": mo.homo_eV, "lumo_eV": mo.lumo_eV, "scf_steps": steps[-1] if steps else None,
-            "converged": "SCF run NOT converged" not in text and bool(steps), "seconds": secs[0] if secs else None}
+    res = {"gap_eV": mo.gap_eV, "homo_eV": mo.homo_eV, "lumo_eV": mo.lumo_eV, "scf_steps": steps[-1] if steps else None,
+           "converged": "SCF run NOT converged" not in text and bool(steps), "seconds": secs[0] if secs else None}
+    if edge:
+        from qdlab.engines.cp2k_mo import edge_gap, read_cp2k_pdos
+
+        res |= edge_gap(read_cp2k_pdos(d))
+    return res
 
 
 @dataclass(frozen=True)
@@ -280,10 +307,10 @@ def assemble(plan: list[GapGeometry], chars: dict[int, ModeCharacter], records: 
         raise QdlabError("the reference geometry has no result yet")
     ref = records["ref"]
     rows = [ValidationRow(g.name, g.label, int(g.mode), g.sign, chars[g.mode].frequency_cm1,
-                          records[g.name]["dft"]["gap_eV"] - ref["dft"]["gap_eV"],
+                          dft_gap_of(records[g.name]["dft"], settings) - dft_gap_of(ref["dft"], settings),
                           records[g.name]["tb_gap_eV"] - ref["tb_gap_eV"])
             for g in plan if g.mode is not None and g.name in records]
-    return ValidationResult(tuple(rows), {"dft_gap_eV": ref["dft"]["gap_eV"], "tb_gap_eV": ref["tb_gap_eV"]},
+    return ValidationResult(tuple(rows), {"dft_gap_eV": dft_gap_of(ref["dft"], settings), "tb_gap_eV": ref["tb_gap_eV"]},
                             settings.tolerance, settings.amplitude_A)
 
 
