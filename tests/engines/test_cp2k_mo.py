@@ -104,6 +104,28 @@ def test_edge_gap_refuses_when_no_printed_mo_is_pb_derived():
     assert edge_gap(pd)["edge_gap_eV"] == pytest.approx(4.5) and edge_gap(pd)["edge_lumo_index"] == 1
 
 
+def test_pdos_reader_sums_kinds_of_one_element(tmp_path):
+    """Two kinds of one element (Br_a, Br_b: e.g. surface and core atoms given different kinds) are one
+    element's weight: splitting the Br file in two leaves every per-element weight unchanged."""
+    import shutil
+
+    for k in (1, 2):
+        shutil.copy(PDOS_RUN / f"gap-k{k}-1.pdos", tmp_path)
+    lines = (PDOS_RUN / "gap-k3-1.pdos").read_text().splitlines()
+    head, rows = lines[:2], np.loadtxt(PDOS_RUN / "gap-k3-1.pdos", comments="#", ndmin=2)
+    for k, frac in ((3, 0.3), (4, 0.7)):
+        part = rows.copy()
+        part[:, 3:] *= frac
+        body = "\n".join(f"{int(r[0]):8d} {r[1]:17.6f} {r[2]:15.6f}" + "".join(f" {x:17.8f}" for x in r[3:])
+                         for r in part)
+        (tmp_path / f"gap-k{k}-1.pdos").write_text("\n".join([head[0].replace("kind Br", f"kind Br_{k}"), head[1],
+                                                             body]) + "\n")
+    whole, split = read_cp2k_pdos(PDOS_RUN), read_cp2k_pdos(tmp_path)
+    assert set(split.weights) == {"Cs", "Pb", "Br"}
+    assert np.allclose(split.weights["Br"], whole.weights["Br"], atol=1e-7)
+    assert np.allclose(split.by_l["Br"]["p"], whole.by_l["Br"]["p"], atol=1e-7)
+
+
 def test_pdos_reader_refuses_missing_and_foreign_files(tmp_path):
     with pytest.raises(QdlabError, match="no gap-k"):
         read_cp2k_pdos(tmp_path)

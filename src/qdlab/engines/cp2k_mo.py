@@ -246,9 +246,10 @@ def read_cp2k_pdos(folder: str | os.PathLike, project: str = "gap") -> Cp2kPDOS:
         if energies is not None and (len(e) != len(energies) or not np.allclose(e, energies, atol=1e-6)):
             raise QdlabError(f"{f}: MO energies differ from the other kinds' files (another run?)")
         energies, occ = e, data[:, 2]
-        el = kind.group(1).rstrip("_0123456789")
-        by_l[el] = {c: data[:, 3 + i] for i, c in enumerate(cols)}
-        weights[el] = data[:, 3:].sum(axis=1)
+        el = kind.group(1).rstrip("_0123456789")   # kinds Br_1, Br_2 … of one element are summed
+        for i, c in enumerate(cols):
+            by_l.setdefault(el, {})[c] = by_l.get(el, {}).get(c, 0.0) + data[:, 3 + i]
+        weights[el] = weights.get(el, 0.0) + data[:, 3:].sum(axis=1)
     order = np.argsort(energies)
     return Cp2kPDOS(energies[order], occ[order], {k: v[order] for k, v in weights.items()},
                     {k: {c: w[order] for c, w in v.items()} for k, v in by_l.items()})
