@@ -59,6 +59,32 @@ def test_interrupt_inside_a_compiled_import_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
 
 
+def test_interrupt_swallowed_by_a_library_import_still_ends_the_command(monkeypatch, capsys):
+    """A library that catches the KeyboardInterrupt raised inside its import (``try: import … except``
+    around a compiled module) must not let the command run on: the Ctrl-C is remembered during the
+    imports and acted on once they are done (seen once in ~230 real SIGINTs before this)."""
+    import os
+
+    ran = []
+    broken = types.ModuleType("qdlab.cli.main")
+
+    def _getattr(name):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C arrives while the library initialises …
+            time.sleep(0.05)
+        except KeyboardInterrupt:                  # … and the library swallows it
+            pass
+        return lambda **kw: ran.append(kw)
+
+    broken.__getattr__ = _getattr
+    monkeypatch.setitem(sys.modules, "qdlab.cli.main", broken)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 130 and ran == []
+    assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the handler is put back
+
+
 def test_a_real_import_error_is_not_called_an_interrupt(monkeypatch):
     _broken_cli(monkeypatch, lambda: ImportError("no module named x"))
     with pytest.raises(ImportError, match="no module named x"):
