@@ -3,7 +3,6 @@ torch, ASE, Dask … take seconds) reported as the same one line as a Ctrl-C dur
 
 from __future__ import annotations
 
-import signal
 import sys
 
 INTERRUPTED = "error: interrupted; rerun the same command to resume"
@@ -24,29 +23,12 @@ def caused_by_interrupt(exc: BaseException) -> bool:
 
 
 def _import_app():
-    """``qdlab.cli.main.app`` with a Ctrl-C during the imports deferred to their end: an interrupt
-    raised inside a library's import can be swallowed (a ``try: import … except ImportError``
-    around a compiled module whose initialisation it cut) or turned into another error, and the
-    command then runs on. The first Ctrl-C is remembered and raised once the imports are done
-    (at most the rest of the start-up, about 1 s); a second one raises at once."""
-    pending: list[int] = []
+    """``qdlab.cli.main.app``, imported with a Ctrl-C deferred to the end of the imports (at most the
+    rest of the start-up, about 1 s): see :mod:`qdlab.interrupts`."""
+    from qdlab.interrupts import deferred_sigint
 
-    def remember(signum: int, frame: object) -> None:
-        if pending:
-            raise KeyboardInterrupt
-        pending.append(signum)
-
-    try:
-        previous = signal.signal(signal.SIGINT, remember)
-    except ValueError:  # not the main thread (an embedding host): imports as they are
-        previous = None
-    try:
+    with deferred_sigint():
         from qdlab.cli.main import app
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    if pending:
-        raise KeyboardInterrupt
     return app
 
 

@@ -97,6 +97,7 @@ def get_calculator(name: str = DEFAULT_ENGINE, *, model: str | None = None, chec
     ``threads`` torch intra-op threads; extra ``options`` go to the engine's constructor.
     """
     from qdlab.engines import mlip
+    from qdlab.interrupts import deferred_sigint
 
     key = resolve_engine(name)
     # a model given as a file is a checkpoint (SevenNet, CHGNet, MatterSim) or an LJ parameter file
@@ -108,7 +109,7 @@ def get_calculator(name: str = DEFAULT_ENGINE, *, model: str | None = None, chec
         model = None
     mlip.set_threads(threads)
     # the ML packages print banners on stdout; keep stdout clean for --json output
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(sys.stderr), deferred_sigint():   # torch + weights: seconds of imports
         calc = _create(key, model, checkpoint, device, options)
     if d3:
         from qdlab.engines.dispersion import with_d3
