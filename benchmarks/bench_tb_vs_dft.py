@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1000, help="rattle i uses seed SEED + i")
     ap.add_argument("--fit-names", default=",".join(DEFAULT_FIT_NAMES), help="fit parameters (eta, shift:El:orb)")
     ap.add_argument("--rattles-dir", default=None, help="training work folder (default OUTPUT/rattles)")
+    ap.add_argument("--starts", type=int, default=1, help="fit starts (the set's values + seeded random ones)")
+    ap.add_argument("--params", default="CsPbBr3-kashikar", help="TB parameter set: a shipped name or a JSON file")
     ap.add_argument("--dft-gap", default="homo-lumo", choices=("homo-lumo", "pb-edge"),
                     help="DFT gap compared: HOMO→LUMO, or HOMO→lowest MO with more Mulliken weight on Pb than Cs")
     args = ap.parse_args()
@@ -56,7 +58,8 @@ def main() -> None:
     ph = PhononResult.load(d / "phonons.npz")
     settings = GapValidationSettings(amplitude_A=args.amplitude, signs=tuple(int(s) for s in args.signs.split(",")),
                                      modes=tuple(int(k) for k in args.modes.split(",")) if args.modes else None,
-                                     cp2k={"eps_scf": args.eps_scf, "cutoff_ry": args.cutoff}, dft_gap=args.dft_gap)
+                                     cp2k={"eps_scf": args.eps_scf, "cutoff_ry": args.cutoff}, dft_gap=args.dft_gap,
+                                     params=args.params)
     t0 = time.time()
 
     def progress(name: str, rec: dict) -> None:
@@ -87,12 +90,15 @@ def fit_then_held_out(args, atoms, ph, settings, untuned) -> None:
     recs = run_rattles(geoms, wd, settings, restart=str(ref_wfn) if ref_wfn.is_file() else None,
                        max_new=0 if args.report_only else None)
     records = json.loads((Path(args.output) / "records.json").read_text())["records"]
-    fit = fit_on_rattles(atoms, dft_gap_of(records["ref"]["dft"], settings), geoms, recs, settings, args.fit_names.split(","))
+    fit = fit_on_rattles(atoms, dft_gap_of(records["ref"]["dft"], settings), geoms, recs, settings, args.fit_names.split(","),
+                         starts=args.starts)
     plan, chosen = plan_validation(atoms, ph.frequencies_cm1, ph.modes, ph.masses_amu, settings)
     held = held_out_table(plan, {c.index: c for c in chosen}, records, settings, fit.params)
     fs = fit.summary()
     print(f"\nfit on {len(recs)} rattles (σ = {args.sigma} Å, seeds {args.seed}…) + reference: "
           + ", ".join(f"{k} = {v:.4f}" for k, v in fs["parameters"].items()))
+    if len(fit.start_costs) > 1:
+        print("  training cost Σr² (eV²) from each start: " + ", ".join(f"{c:.4f}" for c in fit.start_costs))
     for stage in ("initial", "fitted"):
         t = fs["train"][stage]
         print(f"  training ΔE_g {stage}: rmse {t['rmse_meV']:.1f} meV, max {t['max_abs_meV']:.1f} meV, R² {t['r2']}")

@@ -39,3 +39,35 @@ def test_fit_recovers_eta_and_shift():
 def test_fit_bad_names():
     with pytest.raises(QdlabError, match="shift:ELEMENT:ORBITAL"):
         fit_params(_frames(3), np.ones(3), load_params("CsPbBr3-kashikar"), ["shift:Br:s"])
+
+
+def test_fit_recovers_an_onsite_energy_and_a_bond_integral():
+    """``onsite:El:orb`` and ``bond:A-B:key`` set what the set stores (synthetic gaps made with known values);
+    the pair is written as the set stores it, and a wrong pair or key is refused in one line."""
+    from dataclasses import replace
+
+    base = load_params("CsPbBr3-kashikar")
+    pb_br = next(b for b in base.bonds if b.pair == ("Pb", "Br"))
+    truth = replace(base, onsite_eV=base.onsite_eV | {"Pb": {"s": -3.0, "p": 5.84}},
+                    bonds=tuple(replace(b, V_eV=b.V_eV | {"pp_sigma": 1.95}) if b is pb_br else b for b in base.bonds))
+    frames = _frames()
+    res = fit_params(frames, tb_gaps(frames, truth), base, ["onsite:Pb:s", "bond:Pb-Br:pp_sigma"], relative=False)
+    assert res.values == pytest.approx((-3.0, 1.95), abs=1e-3)
+    assert res.params.onsite_eV["Pb"]["s"] == pytest.approx(-3.0, abs=1e-3) and base.onsite_eV["Pb"]["s"] == -3.15
+    for bad in ("bond:Br-Pb:pp_sigma", "bond:Pb-Br:dd_delta", "onsite:Br:s"):
+        with pytest.raises(QdlabError, match="bond:PAIR:KEY"):
+            fit_params(frames, np.ones(len(frames)), base, [bad])
+
+
+def test_multi_start_keeps_the_lowest_cost_and_is_seeded():
+    base = load_params("CsPbBr3-kashikar")
+    frames = _frames(6)
+    ref = tb_gaps(frames, base.with_changes(eta=5.0), soc=False) + np.linspace(-0.01, 0.01, 6)  # not exactly reachable
+    one = fit_params(frames, ref, base, ["eta", "shift:Br:p"], soc=False)
+    many = fit_params(frames, ref, base, ["eta", "shift:Br:p"], soc=False, starts=4, seed=3)
+    again = fit_params(frames, ref, base, ["eta", "shift:Br:p"], soc=False, starts=4, seed=3)
+    assert len(one.start_costs) == 1 and len(many.start_costs) == 4 and many.start_costs[0] == one.start_costs[0]
+    assert many.values == again.values and many.start_costs == again.start_costs
+    res = many.fitted_eV - many.fitted_eV.mean() - (ref - ref.mean())
+    assert min(many.start_costs) == pytest.approx(float(res @ res), rel=1e-9)   # the kept fit is the cheapest start
+    assert many.summary()["start_costs_eV2"] == list(many.start_costs)

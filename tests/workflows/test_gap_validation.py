@@ -98,6 +98,18 @@ def test_run_validation_checkpoints_and_assembles(tmp_path):
     res2 = run_validation(a, freq, modes, a.get_masses(), tmp_path, settings, dft=lambda g, r: 1 / 0)  # all resumed
     assert res2.summary() == res.summary()
     assert "| 0 |" in res.table() and res.summary()["n_rows"] == 4
+    # another TB set (here: the stand-in's own η = 3) reuses every DFT record and recomputes TB only
+    res3 = run_validation(a, freq, modes, a.get_masses(), tmp_path, settings.model_copy(update={"params": str(
+        _eta3_file(tmp_path))}), dft=lambda g, r: 1 / 0)
+    assert all(r.tb_delta_eV == pytest.approx(r.dft_delta_eV, abs=1e-9) for r in res3.rows) and res3.summary()["n_pass"] == 4
+
+
+def _eta3_file(tmp_path):
+    from qdlab.electronic.tb.params import load_params
+
+    p = tmp_path / "eta3.json"
+    p.write_text(json.dumps(load_params("CsPbBr3-kashikar").with_changes(eta=3.0).to_dict()))
+    return p
 
 
 def test_bad_mode_index_is_refused():

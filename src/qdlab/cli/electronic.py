@@ -169,14 +169,15 @@ def gap_cmd(structure: Path = typer.Argument(..., help="Structure (one frame) or
 @guarded
 def fit_cmd(frames: Path = typer.Argument(..., help="Structures (extxyz) with a reference gap in info[KEY] (eV)."),
             key: str = typer.Option("gap_eV", "--key", help="info key of the reference gap (eV)."),
-            fit: list[str] = typer.Option(["eta"], "--fit", help="Parameter to fit: eta or shift:ELEMENT:ORBITAL "
-                                          "(on-site shift of undercoordinated atoms); repeatable."),
+            fit: list[str] = typer.Option(["eta"], "--fit", help="Parameter to fit: eta, shift:ELEMENT:ORBITAL, onsite:ELEMENT:ORBITAL or bond:A-B:KEY "
+                                          "(shift: of undercoordinated atoms only); repeatable."),
             params: str = PARAMS_OPT, soc: bool = SOC_OPT,
             absolute: bool = typer.Option(False, "--absolute", help="Fit absolute gaps (default: gap changes about the mean)."),
             holdout_every: int = typer.Option(0, "--holdout-every", help="Hold out every N-th structure (also info['holdout'])."),
+            starts: int = typer.Option(1, "--starts", min=1, help="Fits from the set's values + N−1 seeded random starts; the best is kept."),
             output: Path = typer.Option(Path("fitted_params.json"), "--output", "-o", help="Fitted parameter set (JSON)."),
             as_json: bool = JSON_OPT) -> None:
-    """Fit the Harrison exponent and undercoordination shifts to reference gaps; report train/held-out errors."""
+    """Fit η, undercoordination shifts, on-site energies or bond integrals to reference gaps; report train/held-out errors."""
     from ase.io import read
 
     from qdlab.electronic.tb.fit import fit_params
@@ -192,7 +193,7 @@ def fit_cmd(frames: Path = typer.Argument(..., help="Structures (extxyz) with a 
     if holdout_every > 0:
         held[::holdout_every] = True
     base = load_params(params) if params else default_params_for(structures[0].get_chemical_symbols())
-    res = fit_params(structures, ref, base, fit, relative=not absolute, held_out=held, soc=soc)
+    res = fit_params(structures, ref, base, fit, relative=not absolute, held_out=held, soc=soc, starts=starts)
     summary = res.summary()
     out = res.params.to_dict() | {"fit": summary | {"reference": str(frames), "key": key, "base": base.name}}
     out["name"] = f"{base.name}+fit"

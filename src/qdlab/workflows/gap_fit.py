@@ -76,7 +76,8 @@ def run_rattles(geoms: list[GapGeometry], workdir: str | os.PathLike, settings: 
 
 
 def fit_on_rattles(reference: Atoms, reference_dft_gap_eV: float, geoms: list[GapGeometry], records: dict[str, dict],
-                   settings: GapValidationSettings, names=DEFAULT_FIT_NAMES, bounds: dict | None = None):
+                   settings: GapValidationSettings, names=DEFAULT_FIT_NAMES, bounds: dict | None = None,
+                   starts: int = 1):
     """Relative fit of ``names`` to the DFT gaps of the reference + the finished rattles (a ``FitResult``)."""
     from qdlab.electronic.tb.fit import fit_params
     from qdlab.electronic.tb.params import load_params
@@ -89,7 +90,7 @@ def fit_on_rattles(reference: Atoms, reference_dft_gap_eV: float, geoms: list[Ga
     frames = [ref] + [g.atoms for g in done]
     gaps = [reference_dft_gap_eV] + [dft_gap_of(records[g.name]["dft"], settings) for g in done]
     return fit_params(frames, gaps, load_params(settings.params), names, relative=True, soc=settings.soc,
-                      bounds=bounds)
+                      bounds=bounds, starts=starts)
 
 
 def held_out_table(plan: list[GapGeometry], chars: dict, records: dict[str, dict], settings: GapValidationSettings,

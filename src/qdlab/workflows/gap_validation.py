@@ -332,7 +332,10 @@ def run_validation(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray,
     wd = Path(workdir)
     plan, chosen = plan_validation(atoms, frequencies_cm1, modes, masses, settings)
     ckpt = wd / "records.json"
-    key = {"settings": settings.model_dump(mode="json"), "geometries": [g.name for g in plan],
+    # the DFT records depend on the geometries and the DFT settings only: another TB set, SOC or tolerance
+    # reuses them (the TB gaps are recomputed below, milliseconds each)
+    key = {"settings": settings.model_dump(mode="json", exclude={"params", "soc", "tolerance"}),
+           "geometries": [g.name for g in plan],
            "n_atoms": len(atoms), "positions_sha": _sha(atoms.positions)}
     saved = json.loads(ckpt.read_text()) if ckpt.is_file() else {}
     records: dict[str, dict] = saved.get("records", {}) if saved.get("key") == key else {}
@@ -351,6 +354,9 @@ def run_validation(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray,
         write_text(ckpt, json.dumps({"key": key, "records": records}, indent=1))
         if progress:
             progress(g.name, records[g.name])
+    for g in plan:
+        if g.name in records:
+            records[g.name]["tb_gap_eV"] = evaluate_tb(g, settings)
     return assemble(plan, chars, records, settings)
 
 
