@@ -144,7 +144,7 @@ def result_row(unit: ExcitonUnit, gs: GridStates, exc: Excitons, n_show: int = 1
             "optical_gap_eV": float(exc.energies_eV[0]), "binding_eV": float(exc.binding_eV[0]),
             "energies_eV": exc.energies_eV[:n_show].tolist(), "s2": exc.s2[:n_show].tolist(),
             "oscillator_xyz": exc.oscillator[:n_show].tolist(), **fine_structure(exc),
-            "grid": st.info.get("grid"), "states_seconds": st.info.get("seconds"),
+            "grid": st.info.get("grid"), "states_seconds": st.info.get("seconds_total", st.info.get("seconds")),
             "w_ortho_mean": st.info.get("w_ortho_mean")}
 
 

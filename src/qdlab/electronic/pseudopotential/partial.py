@@ -41,6 +41,7 @@ class SearchState:
     found_e: list[float] = field(default_factory=list)
     found_v: list[np.ndarray] = field(default_factory=list)
     inner: dict | None = None  # the solver's snapshot within call ``attempt``
+    elapsed_s: float = 0.0     # wall seconds of the search up to this checkpoint, over all earlier runs
 
 
 def load_partial(path: Path, key: str, dim: int) -> SearchState | None:
@@ -54,7 +55,7 @@ def load_partial(path: Path, key: str, dim: int) -> SearchState | None:
             return None
         inner = {k: d[f"inner_{k}"] for k in _INNER} if bool(d["has_inner"]) else None
         return SearchState(int(d["attempt"]), float(d["centre"]), d["covered"].tolist(), d["found_e"].tolist(),
-                           list(d["found_v"].T), inner)
+                           list(d["found_v"].T), inner, float(d["elapsed_s"]) if "elapsed_s" in d else 0.0)
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
         return None
 
@@ -62,10 +63,15 @@ def load_partial(path: Path, key: str, dim: int) -> SearchState | None:
 class PartialWriter:
     """Writes the search state at each call's start and the solver's snapshots every ``interval_s``."""
 
-    def __init__(self, path: Path, key: str, dim: int, interval_s: float):
+    def __init__(self, path: Path, key: str, dim: int, interval_s: float, elapsed_before_s: float = 0.0):
         self.path, self.key, self.dim, self.interval_s = path, key, dim, interval_s
         self.state = SearchState()
-        self.last = time.monotonic()
+        self.last = self.started = time.monotonic()
+        self.elapsed_before_s = elapsed_before_s   # from the checkpoint this run resumed
+
+    def elapsed_s(self) -> float:
+        """Wall seconds of the search so far: earlier runs (to their last checkpoint) + this one."""
+        return self.elapsed_before_s + time.monotonic() - self.started
 
     def start_call(self, state: SearchState, write: bool = True) -> None:
         """The search is at the start of ``state.attempt``; written unless it resumes a saved snapshot."""
@@ -83,7 +89,7 @@ class PartialWriter:
         vecs = np.array(st.found_v).T if st.found_v else np.empty((self.dim, 0), complex)
         arrays = {"key": np.asarray(self.key), "attempt": st.attempt, "centre": st.centre,
                   "covered": np.asarray(st.covered, float), "found_e": np.asarray(st.found_e, float),
-                  "found_v": vecs, "has_inner": inner is not None}
+                  "found_v": vecs, "has_inner": inner is not None, "elapsed_s": self.elapsed_s()}
         if inner is not None:
             arrays.update({f"inner_{k}": inner[k] for k in _INNER})
         write_npz(self.path, **arrays)
