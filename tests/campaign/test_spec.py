@@ -158,3 +158,21 @@ def test_demo_campaign_spec(tmp_path):
     full = {(t.labels["passivation"], t.labels["size"], t.labels["coverage"])
             for t in expand(demo_spec(tmp_path, full=True))}
     assert full == systems | {("bare", "3x3x3", ""), ("BzO/MA", "3x3x3", "0.5")}  # seed 000's pair
+
+
+def test_cluster_support_keeps_the_ctrl_c_handler():
+    """dask_jobqueue's runner module sets SIGINT to `sys.exit()` when imported (a Ctrl-C would then end a
+    campaign silently with exit code 0); qdlab's SLURM/PBS support puts the handler back. Fresh
+    interpreters, because the import happens once per process."""
+    import subprocess
+    import sys
+
+    probe = ("import signal\n{}\nprint(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n")
+    raw = subprocess.run([sys.executable, "-c", probe.format("import dask_jobqueue.slurm")],
+                         capture_output=True, text=True, check=True)
+    ours = subprocess.run([sys.executable, "-c", probe.format(
+        "from qdlab.campaign.cluster import job_script\nfrom qdlab.campaign.spec import Execution\n"
+        "job_script(Execution(cluster='slurm'))\njob_script(Execution(cluster='pbs'))")],
+        capture_output=True, text=True, check=True)
+    assert raw.stdout.split() == ["False"]     # the library's side effect, which this test guards against
+    assert ours.stdout.split() == ["True"]

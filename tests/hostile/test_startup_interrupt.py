@@ -78,11 +78,12 @@ def test_interrupt_swallowed_by_a_library_import_still_ends_the_command(monkeypa
 
     broken.__getattr__ = _getattr
     monkeypatch.setitem(sys.modules, "qdlab.cli.main", broken)
+    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code == 130 and ran == []
     assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the handler is put back
+    assert signal.getsignal(signal.SIGINT) is before   # the handler is put back
 
 
 def test_a_real_import_error_is_not_called_an_interrupt(monkeypatch):

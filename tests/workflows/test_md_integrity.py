@@ -240,3 +240,46 @@ def test_full_disk_then_rerun_never_duplicates_a_frame(cluster, calc, tmp_path, 
     assert res.restarted_from_step == 40
     _same(read(out, ":"), read(tmp_path / "ref.extxyz", ":"))
     assert [f.info["step"] for f in read(out, ":")] == list(range(0, 121, 20)) and ref.n_frames == 7
+
+
+@pytest.mark.parametrize("suffix", [".traj", ".extxyz"])
+@pytest.mark.parametrize("when", ["before frame 0", "after frame 0, before its checkpoint", "after frame 0"])
+def test_a_run_killed_around_its_first_frame_resumes(cluster, calc, tmp_path, monkeypatch, suffix, when):
+    """The first frame's window: killed before it, between it and its checkpoint, or right after both.
+    Before the fix the middle case left a trajectory without a checkpoint, which the rerun refused
+    ("exists without a checkpoint"), and the last one wrote frame 0 twice on resume."""
+    import qdlab.workflows.md as md
+
+    kw = KW | {"steps": 60, "interval": 20}
+    ref = run_md(cluster, calc, trajectory=tmp_path / f"ref{suffix}", **kw)
+    out = tmp_path / f"k{suffix}"
+
+    class Kill(Exception):
+        pass
+
+    real_append, real_save = md.append_frame, md._save_ckpt
+    calls = {"save": 0}
+
+    def append(path, frame):
+        if when == "before frame 0":
+            raise Kill
+        real_append(path, frame)
+        if when.startswith("after frame 0, before"):
+            raise Kill
+
+    def save(path, state):
+        real_save(path, state)
+        calls["save"] += 1
+        if when == "after frame 0" and int(state["n_frames"]) == 1:
+            raise Kill
+
+    monkeypatch.setattr(md, "append_frame", append)
+    monkeypatch.setattr(md, "_save_ckpt", save)
+    with pytest.raises(Kill):
+        run_md(cluster, calc, trajectory=out, **kw)
+    monkeypatch.setattr(md, "append_frame", real_append)
+    monkeypatch.setattr(md, "_save_ckpt", real_save)
+    res = run_md(cluster, calc, trajectory=out, **kw)
+    _same(read(out, ":"), read(tmp_path / f"ref{suffix}", ":"))
+    assert res.n_frames == ref.n_frames == 4
+    assert np.array_equal(res.frames["step"], ref.frames["step"])

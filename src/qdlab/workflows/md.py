@@ -311,6 +311,16 @@ def _fresh_start(run: _Run, restart: bool) -> None:
                          apply_constraint=False)
 
 
+def _write_state(run: _Run, step: int) -> None:
+    """The checkpoint of the run after ``step`` with the frames recorded so far."""
+    work = run.work
+    _save_ckpt(run.ckpt, {"signature": run.signature, "n_frames": len(run.records["step"]), "step": step,
+                          "positions": work.positions, "momenta": work.get_momenta(),
+                          "rng": run.rng.bit_generator.state, "sums": run.sums,
+                          "transferred": getattr(run.dyn, "transferred_energy", 0.0),
+                          **{f"rec_{k}": np.asarray(v) for k, v in run.records.items()}})
+
+
 def _snapshot(run: _Run, step: int, escape_A: float) -> dict:
     """Write the frame of ``step``, then the checkpoint that counts it; guard against a break-up."""
     work, s = run.work, run.s
@@ -328,11 +338,7 @@ def _snapshot(run: _Run, step: int, escape_A: float) -> dict:
     append_frame(run.traj, frame)
     for k in RECORD_KEYS:
         run.records[k].append(info[k])
-    _save_ckpt(run.ckpt, {"signature": run.signature, "n_frames": len(run.records["step"]), "step": step,
-                          "positions": work.positions, "momenta": work.get_momenta(),
-                          "rng": run.rng.bit_generator.state, "sums": run.sums,
-                          "transferred": getattr(run.dyn, "transferred_energy", 0.0),
-                          **{f"rec_{k}": np.asarray(v) for k, v in run.records.items()}})
+    _write_state(run, step)
     if not work.pbc.any() and len(work) > 1:
         from scipy.spatial import cKDTree
 
@@ -353,7 +359,7 @@ def _integrate(run: _Run, escape_A: float, progress: Callable[[int, int, dict], 
         if progress:
             progress(step, s.steps, info)
 
-    if run.start_step == 0:
+    if not run.records["step"]:   # frame 0 not written yet (a fresh run, or one killed before it)
         frame(0)
     for step in range(run.start_step + 1, s.steps + 1):
         dyn.step()
@@ -433,13 +439,16 @@ def run_md(atoms: Atoms, calc: Calculator, settings: MDSettings | None = None, *
     traj.parent.mkdir(parents=True, exist_ok=True)
     run = _setup(atoms, s, traj, max_temperature_K)
     with output_lock(traj, what="trajectory"):
-        if run.ckpt.exists() and restart:
-            _resume(run)
-        else:
+        fresh = not (run.ckpt.exists() and restart)
+        if fresh:
             _fresh_start(run, restart)
+        else:
+            _resume(run)
         frozen_ref = atoms.positions[run.mask].copy()
         run.work.calc = calc
         run.dyn = _make_dynamics(run.work, s, run.rng, run.dof)
+        if fresh:   # the start state (velocities drawn, no frame yet): a kill from here on resumes
+            _write_state(run, 0)
         if hasattr(run.dyn, "transferred_energy"):
             run.dyn.transferred_energy = run.transferred
         t0 = time.perf_counter()
