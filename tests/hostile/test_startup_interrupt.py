@@ -86,6 +86,45 @@ def test_interrupt_swallowed_by_a_library_import_still_ends_the_command(monkeypa
     assert signal.getsignal(signal.SIGINT) is before   # the handler is put back
 
 
+def _app_module(monkeypatch, in_parsing: bool):
+    """A stand-in ``qdlab.cli.main`` whose typer app meets a Ctrl-C while typer parses the arguments
+    (an option callback) or inside a guarded command."""
+    import typer
+
+    from qdlab.cli.common import guarded
+
+    def ctrl_c(value=None):
+        raise KeyboardInterrupt
+
+    app = typer.Typer()
+
+    @app.command()
+    @guarded
+    def run(x: int = typer.Option(0, callback=ctrl_c if in_parsing else None)) -> None:
+        ctrl_c()
+
+    @app.command()
+    def other() -> None:
+        pass
+
+    mod = types.ModuleType("qdlab.cli.main")
+    mod.app = app
+    monkeypatch.setitem(sys.modules, "qdlab.cli.main", mod)
+    monkeypatch.setattr(sys, "argv", ["qdlab", "run"])
+
+
+@pytest.mark.parametrize("in_parsing", [True, False])
+def test_ctrl_c_while_typer_parses_or_inside_the_command_is_one_line(monkeypatch, capsys, in_parsing):
+    """Typer turns a KeyboardInterrupt outside the commands' guard (argument parsing) into a silent
+    exit 130 — seen once in ~150 real SIGINTs as exit 130 with nothing on stderr; the entry point prints
+    the line then, and exactly once when the guard already did."""
+    _app_module(monkeypatch, in_parsing)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
+
+
 def test_a_real_import_error_is_not_called_an_interrupt(monkeypatch):
     _broken_cli(monkeypatch, lambda: ImportError("no module named x"))
     with pytest.raises(ImportError, match="no module named x"):

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from qdlab.errors import QdlabError
-from qdlab.cli.entry import INTERRUPTED, caused_by_interrupt
+from qdlab.cli.entry import caused_by_interrupt, report_interrupt
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,7 +48,7 @@ def guarded(fn: F) -> F:
         except (KeyboardInterrupt, ImportError) as exc:  # a Ctrl-C inside a lazy import → ImportError
             if not caused_by_interrupt(exc):
                 raise
-            print(INTERRUPTED, file=sys.stderr)
+            report_interrupt()
             raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]

@@ -32,13 +32,29 @@ def _import_app():
     return app
 
 
+_reported = [False]
+
+
+def report_interrupt() -> None:
+    """Print the one line of a Ctrl-C (the commands' guard and :func:`main` both call this)."""
+    print(INTERRUPTED, file=sys.stderr)
+    _reported[0] = True
+
+
 def main(prog_name: str | None = None) -> None:
-    """Import the CLI and run it; Ctrl-C before a command starts → one line, exit 130."""
+    """Import the CLI and run it; Ctrl-C at any moment → one line, exit 130."""
+    _reported[0] = False
     try:
         app = _import_app()
         app(prog_name=prog_name)
+    except SystemExit as exc:
+        # typer turns a Ctrl-C outside the commands' guard (while it parses the arguments) into a
+        # silent exit 130: the line is printed here unless the guard printed it
+        if exc.code == 130 and caused_by_interrupt(exc) and not _reported[0]:
+            report_interrupt()
+        raise
     except (KeyboardInterrupt, ImportError) as exc:  # start-up, or between parsing and the guard
         if not caused_by_interrupt(exc):
             raise
-        print(INTERRUPTED, file=sys.stderr)
+        report_interrupt()
         raise SystemExit(130) from None
