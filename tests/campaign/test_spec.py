@@ -167,7 +167,10 @@ def test_cluster_support_keeps_the_ctrl_c_handler():
     import subprocess
     import sys
 
-    probe = ("import signal\n{}\nprint(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n")
+    # Python's own handler set explicitly first: the child does not depend on the SIGINT state it inherits
+    # (a child started while something in the test process ignores SIGINT inherits SIG_IGN)
+    probe = ("import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n{}\n"
+             "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n")
     raw = subprocess.run([sys.executable, "-c", probe.format("import dask_jobqueue.slurm")],
                          capture_output=True, text=True, check=True)
     ours = subprocess.run([sys.executable, "-c", probe.format(

@@ -154,8 +154,13 @@ def test_sigint_at_any_moment_of_a_real_command(tmp_path, delay_s):
     progress bar, if it started) and no traceback."""
     model = tmp_path / "nc.extxyz"
     build(PerovskiteRecipe(composition="CsPbI3", size="1", seed=0)).write(model)
-    proc = subprocess.Popen([sys.executable, "-m", "qdlab", "md", str(model), "-e", "classical", "--steps",
-                             "10000000", "-o", str(tmp_path / "m.extxyz")], stdout=subprocess.PIPE,
+    args = [sys.executable, "-m", "qdlab", "md", str(model), "-e", "classical", "--steps", "10000000", "-o",
+            str(tmp_path / "m.extxyz")]
+    # started as from a shell (SIGINT default, unblocked), whatever the test process's own state: in one
+    # full-suite run the children inherited an ignored SIGINT from it (source not found)
+    shell_like = ("import os, signal, sys\nsignal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+                  "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})\nos.execv(sys.argv[1], sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", shell_like, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     _wait_until_stack_imports(proc.pid)
     time.sleep(delay_s)
