@@ -230,13 +230,7 @@ def test_full_disk_then_rerun_never_duplicates_a_frame(cluster, calc, tmp_path, 
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real_save(path, state)
 
-    monkeypatch.setattr(md, "append_frame", append)
-    monkeypatch.setattr(md, "_save_ckpt", save)
-    with pytest.raises(OSError):
-        run_md(cluster, calc, trajectory=out, **kw)
-    monkeypatch.setattr(md, "append_frame", real_append)
-    monkeypatch.setattr(md, "_save_ckpt", real_save)
-    res = run_md(cluster, calc, trajectory=out, **kw)
+    res = _fail_then_rerun(monkeypatch, (cluster, calc, out, kw), append, save, OSError)
     assert res.restarted_from_step == 40
     _same(read(out, ":"), read(tmp_path / "ref.extxyz", ":"))
     assert [f.info["step"] for f in read(out, ":")] == list(range(0, 121, 20)) and ref.n_frames == 7
@@ -273,13 +267,23 @@ def test_a_run_killed_around_its_first_frame_resumes(cluster, calc, tmp_path, mo
         if when == "after frame 0" and int(state["n_frames"]) == 1:
             raise Kill
 
-    monkeypatch.setattr(md, "append_frame", append)
-    monkeypatch.setattr(md, "_save_ckpt", save)
-    with pytest.raises(Kill):
-        run_md(cluster, calc, trajectory=out, **kw)
-    monkeypatch.setattr(md, "append_frame", real_append)
-    monkeypatch.setattr(md, "_save_ckpt", real_save)
-    res = run_md(cluster, calc, trajectory=out, **kw)
+    res = _fail_then_rerun(monkeypatch, (cluster, calc, out, kw), append, save, Kill)
     _same(read(out, ":"), read(tmp_path / f"ref{suffix}", ":"))
     assert res.n_frames == ref.n_frames == 4
     assert np.array_equal(res.frames["step"], ref.frames["step"])
+
+
+def _fail_then_rerun(monkeypatch, job, append, save, exc):
+    """Run MD with the frame and checkpoint writers replaced (they raise ``exc`` at some moment), then
+    rerun with the real ones; returns the rerun's result."""
+    import qdlab.workflows.md as md
+
+    cluster, calc, out, kw = job
+    real = md.append_frame, md._save_ckpt
+    monkeypatch.setattr(md, "append_frame", append)
+    monkeypatch.setattr(md, "_save_ckpt", save)
+    with pytest.raises(exc):
+        run_md(cluster, calc, trajectory=out, **kw)
+    monkeypatch.setattr(md, "append_frame", real[0])
+    monkeypatch.setattr(md, "_save_ckpt", real[1])
+    return run_md(cluster, calc, trajectory=out, **kw)
