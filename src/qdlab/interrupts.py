@@ -12,6 +12,22 @@ from contextlib import contextmanager
 
 
 @contextmanager
+def kept_sigint() -> Iterator[None]:
+    """The SIGINT handler in place before the block is put back after it: some libraries replace it
+    when imported (dask_jobqueue's runner installs ``sys.exit()``). Main thread only; a handler
+    installed outside Python (``getsignal`` gives None) cannot be put back and is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
 def deferred_sigint() -> Iterator[None]:
     """Inside: the first Ctrl-C is remembered and raised as KeyboardInterrupt when the block ends
     (a second one raises at once). Outside the main thread (a Dask worker, an embedding host) the
@@ -26,10 +42,8 @@ def deferred_sigint() -> Iterator[None]:
             raise KeyboardInterrupt
         pending.append(signum)
 
-    previous = signal.signal(signal.SIGINT, remember)
-    try:
+    with kept_sigint():
+        signal.signal(signal.SIGINT, remember)
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if pending:
         raise KeyboardInterrupt

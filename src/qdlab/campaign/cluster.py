@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import signal
-import threading
 from typing import Any
 
 from qdlab.campaign.spec import Execution
@@ -70,18 +69,15 @@ def _jobqueue_kwargs(exe: Execution) -> dict[str, Any]:
 def _job_class(exe: Execution):
     if exe.cluster not in ("slurm", "pbs"):
         raise QdlabError(f"job scripts exist for slurm and pbs clusters, not {exe.cluster!r}")
+    from qdlab.interrupts import kept_sigint
+
     # importing dask_jobqueue (its runner module) replaces the SIGINT handler with `sys.exit()`, so a
-    # Ctrl-C would end the command silently with exit code 0; the handler in place is put back
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGINT) if main else None
-    try:
+    # Ctrl-C would end the command silently with exit code 0
+    with kept_sigint():
         if exe.cluster == "slurm":
             from dask_jobqueue.slurm import SLURMCluster as C, SLURMJob as J
         else:
             from dask_jobqueue.pbs import PBSCluster as C, PBSJob as J
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
     return C, J
 
 

@@ -341,6 +341,7 @@ def run_validation(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray,
     records: dict[str, dict] = saved.get("records", {}) if saved.get("key") == key else {}
     chars = {c.index: c for c in chosen}
     write_text(wd / "modes.json", json.dumps([asdict(c) for c in chosen], indent=1))
+    loaded = set(records)
     todo = [g for g in plan if g.name not in records]
     for g in todo[:max_new]:
         write_atoms(wd / g.name / "geometry.extxyz", g.atoms)
@@ -354,8 +355,8 @@ def run_validation(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray,
         write_text(ckpt, json.dumps({"key": key, "records": records}, indent=1))
         if progress:
             progress(g.name, records[g.name])
-    for g in plan:
-        if g.name in records:
+    for g in plan:   # records of earlier runs: TB with this run's set (new ones were just computed)
+        if g.name in loaded:
             records[g.name]["tb_gap_eV"] = evaluate_tb(g, settings)
     return assemble(plan, chars, records, settings)
 
