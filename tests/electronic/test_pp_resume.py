@@ -142,3 +142,24 @@ def test_states_cli_survives_random_sigkills(tmp_path):
     # (each killed run lived ≥ 0.05 × the uninterrupted time after its first checkpoint; three of them)
     assert a.states.info["seconds_total"] - a.states.info["seconds"] > 0.1 * total
     assert json.loads(done.stdout)["energies_eV"] == json.loads(ref.stdout)["energies_eV"]
+
+
+def test_a_rerun_with_more_states_extends_the_saved_ones(tmp_path):
+    """PbI6, 1.5 Bohr: 2 + 2 states saved, then 4 + 4 asked of the same checkpoint. The saved states are
+    kept (deflated, not searched again) and the result equals a direct 4 + 4 search's energies to
+    1e-6 eV (both converge residuals to 1e-6 Ha, so eigenvalues agree far better; the bound is loose
+    against degenerate-level rounding). A saved run of other settings (another grid) is not extended."""
+    from qdlab.electronic.pseudopotential.engine import nanocrystal_states
+
+    s2 = StatesSettings(spacing_B=1.5, vacuum_B=3.0, n_below=2, n_above=2, tol_Ha=1e-6, block=2)
+    s4 = s2.model_copy(update={"n_below": 4, "n_above": 4})
+    small = nanocrystal_states(PBI6, s2, checkpoint=tmp_path / "s.npz")
+    grown = nanocrystal_states(PBI6, s4, checkpoint=tmp_path / "s.npz")
+    direct = nanocrystal_states(PBI6, s4, checkpoint=tmp_path / "d.npz")
+    assert grown.states.info["extended_from"] == 4 and direct.states.info["extended_from"] is None
+    np.testing.assert_allclose(grown.states.energies_eV, direct.states.energies_eV, atol=1e-6)
+    inner = np.isin(np.arange(8), [2, 3, 4, 5])  # the 2 + 2 nearest the reference, as saved
+    np.testing.assert_allclose(grown.states.energies_eV[inner], small.states.energies_eV, atol=1e-9)
+    assert grown.states.info["n_apply_total"] < direct.states.info["n_apply_total"]
+    other = nanocrystal_states(PBI6, s4.model_copy(update={"spacing_B": 1.4}), checkpoint=tmp_path / "s.npz")
+    assert other.states.info["extended_from"] is None

@@ -7,7 +7,8 @@ energy inside the gap are found on the folded spectrum (H − ε)² by block Dav
 LOBPCG as the alternative). H·X runs on the fast torch path
 (:mod:`.torch_apply`; CPU by default, ``device="cuda"`` on a GPU, ``device="numpy"`` the reference). Before anything
 large is allocated the memory is estimated and a too-large request is refused in one line.
-The converged states are checkpointed (npz, atomic write) and reused by a rerun with equal inputs.
+The converged states are checkpointed (npz, atomic write) and reused by a rerun with equal inputs; a
+rerun that asks for more states per side (all else equal) keeps them and searches only beyond them.
 """
 
 from __future__ import annotations
@@ -181,10 +182,12 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
     """States nearest ``ref_eV`` of a finite structure; reused from ``checkpoint`` when inputs match."""
     s = settings or StatesSettings()
     key = states_key(atoms, s)
+    smaller = None
     if checkpoint is not None and Path(checkpoint).exists():
         got = load_states(checkpoint)
         if got is not None and got.states.info.get("key") == key:
             return got
+        smaller = got if got is not None and _is_smaller_run(atoms, s, got) else None
     cell, frac = box(atoms, s.vacuum_B)
     shape = grid_shape(cell, s.spacing_B)
     est = check_memory(int(np.prod(shape)), solver_vectors(s), s.max_memory_GB, s.solver, s.n_below + s.n_above)
@@ -204,6 +207,8 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
         writer = PartialWriter(partial_path(checkpoint), f"{key}:block={s.block}", H.dim, s.checkpoint_s)
         resume = load_partial(writer.path, writer.key, H.dim)
         writer.elapsed_before_s = resume.elapsed_s if resume is not None else 0.0
+    if resume is None and smaller is not None:
+        resume = seed_search(smaller, s.ref_eV / HARTREE_EV, s.n_above)
     e, vecs, res = gap_states(H, s.ref_eV / HARTREE_EV, s.n_below, s.n_above, s, progress, apply=apply,
                               precond=pre, partial=writer, resume=resume)
     ref = s.ref_eV / HARTREE_EV
@@ -215,7 +220,8 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
             "n_apply_total": getattr(apply, "n_apply", None), "hx_seconds": getattr(apply, "seconds", None),
             "solver": res.info.get("method", "chebyshev"), "n_occupied_total": n_occupied(atoms.get_chemical_symbols()),
             "settings": s.model_dump(), "w_ortho_mean": float(w[np.isin(atoms.get_chemical_symbols(), ACTIVE)].mean()),
-            "resumed_at_call": None if resume is None else resume.attempt,
+            "resumed_at_call": None if resume is None or smaller is not None else resume.attempt,
+            "extended_from": None if smaller is None else len(smaller.states.energies_eV),
             "seconds_total": time.perf_counter() - t0 + (resume.elapsed_s if resume is not None else 0.0)}
     states = BandEdgeStates(energies_eV=e * HARTREE_EV, occupied=occ,
                             atom_weights=atom_weights(psi, cell, frac, H.dV), method="pseudopotential", info=info)
@@ -224,6 +230,33 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
         save_states(out, checkpoint)
         writer.done()
     return out
+
+
+def _is_smaller_run(atoms: Atoms, s: StatesSettings, got: GridStates) -> bool:
+    """Whether ``got`` holds states of this structure and these settings, but fewer on each side."""
+    info = got.states.info
+    try:
+        old = StatesSettings(**info["settings"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if states_key(atoms, old) != info.get("key") or old.n_below > s.n_below or old.n_above > s.n_above:
+        return False
+    same = old.model_copy(update={"n_below": s.n_below, "n_above": s.n_above})
+    return states_key(atoms, same) == states_key(atoms, s)
+
+
+def seed_search(smaller: GridStates, ref: float, n_above: int) -> "SearchState":
+    """The search state that extends converged states ``smaller`` (a run with fewer states per side):
+    they are found and deflated, and they cover their own energy range (Hartree) but for the
+    degenerate partners of its two ends, so the next centre is the open end on the side that lacks
+    states."""
+    from qdlab.electronic.pseudopotential.partial import SearchState
+
+    e = smaller.states.energies_eV / HARTREE_EV
+    vecs = smaller.psi.reshape(len(e), -1) * np.sqrt(smaller.dV)
+    covered = [float(e.min()) + COVER_MARGIN_HA, float(e.max()) - COVER_MARGIN_HA]
+    centre = covered[1] if int((e >= ref).sum()) < n_above else covered[0]
+    return SearchState(0, centre, covered, e.tolist(), list(vecs))
 
 
 def kinetic_preconditioner(H, shift_Ha: float = 1.0):
