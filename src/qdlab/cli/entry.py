@@ -5,21 +5,11 @@ from __future__ import annotations
 
 import sys
 
+from qdlab.interrupts import caused_by_interrupt, interrupt_reported, sigint_net
+
+__all__ = ["INTERRUPTED", "caused_by_interrupt", "main", "report_interrupt"]
+
 INTERRUPTED = "error: interrupted; rerun the same command to resume"
-
-
-def caused_by_interrupt(exc: BaseException) -> bool:
-    """True when ``exc`` is a KeyboardInterrupt or was raised because of one: a Ctrl-C while a
-    compiled module initialises surfaces as ``ImportError: initialization failed`` whose cause is
-    the KeyboardInterrupt (seen with scipy's HiGHS extension)."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, KeyboardInterrupt):
-            return True
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return False
 
 
 def _import_app():
@@ -39,11 +29,17 @@ def report_interrupt() -> None:
     """Print the one line of a Ctrl-C (the commands' guard and :func:`main` both call this)."""
     print(INTERRUPTED, file=sys.stderr)
     _reported[0] = True
+    interrupt_reported()
 
 
 def main(prog_name: str | None = None) -> None:
     """Import the CLI and run it; Ctrl-C at any moment → one line, exit 130."""
     _reported[0] = False
+    with sigint_net():
+        _run(prog_name)
+
+
+def _run(prog_name: str | None) -> None:
     try:
         app = _import_app()
         app(prog_name=prog_name)

@@ -207,6 +207,7 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
         writer = PartialWriter(partial_path(checkpoint), f"{key}:block={s.block}", H.dim, s.checkpoint_s)
         resume = load_partial(writer.path, writer.key, H.dim)
         writer.elapsed_before_s = resume.elapsed_s if resume is not None else 0.0
+    resumed = resume
     if resume is None and smaller is not None:
         resume = seed_search(smaller, s.ref_eV / HARTREE_EV, s.n_above)
     e, vecs, res = gap_states(H, s.ref_eV / HARTREE_EV, s.n_below, s.n_above, s, progress, apply=apply,
@@ -220,7 +221,7 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
             "n_apply_total": getattr(apply, "n_apply", None), "hx_seconds": getattr(apply, "seconds", None),
             "solver": res.info.get("method", "chebyshev"), "n_occupied_total": n_occupied(atoms.get_chemical_symbols()),
             "settings": s.model_dump(), "w_ortho_mean": float(w[np.isin(atoms.get_chemical_symbols(), ACTIVE)].mean()),
-            "resumed_at_call": None if resume is None or smaller is not None else resume.attempt,
+            "resumed_at_call": None if resumed is None else resumed.attempt,
             "extended_from": None if smaller is None else len(smaller.states.energies_eV),
             "seconds_total": time.perf_counter() - t0 + (resume.elapsed_s if resume is not None else 0.0)}
     states = BandEdgeStates(energies_eV=e * HARTREE_EV, occupied=occ,

@@ -1,0 +1,147 @@
+"""The console script's SIGINT net (qdlab.interrupts.install_sigint_net): a Ctrl-C that a library
+swallows is raised again until the command reports it, cleanup of an interrupt on its way out is not
+cut, a second real Ctrl-C still is, and deferred_sigint blocks keep their meaning.
+
+Each case runs in a fresh interpreter (the net is process state: a handler and a watch thread) that
+sends itself SIGINT at fixed points, so nothing depends on the timing of a second process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+PRELUDE = """
+import os, signal, sys, time
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # as a shell starts it, whatever the test's state
+from qdlab.interrupts import deferred_sigint, install_sigint_net, interrupt_reported
+
+def press():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)
+
+def busy(seconds):  # the command running on (pure Python, as most of a command's loop is)
+    t = time.monotonic()
+    while time.monotonic() - t < seconds:
+        time.sleep(0.01)
+"""
+
+
+def _run(body: str) -> tuple[int, list[str], float, str]:
+    """Run PRELUDE + ``body`` in a fresh interpreter; returns (exit code, printed lines, seconds, stderr)."""
+    env = os.environ | {"PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(body)], env=env, capture_output=True,
+                         text=True, timeout=60)
+    return out.returncode, out.stdout.split(), time.monotonic() - t0, out.stderr
+
+
+def test_a_swallowed_ctrl_c_is_raised_again_until_reported():
+    """A library's bare ``except`` eats the KeyboardInterrupt and the command runs on (20 s of work):
+    the net raises it again 0.3 s later, and the command ends by its interrupt path. Without the net
+    (the same script, not installed) it runs the 20 s to the end."""
+    body = """
+    {install}
+    try:
+        try:
+            press()
+        except KeyboardInterrupt:
+            print("swallowed", flush=True)
+        busy(20)
+        print("ran-on", flush=True)
+    except KeyboardInterrupt:
+        interrupt_reported()
+        print("interrupted", flush=True)
+        sys.exit(130)
+    """
+    rc, lines, secs, _ = _run(body.format(install="install_sigint_net(0.3)"))
+    assert (rc, lines) == (130, ["swallowed", "interrupted"]) and secs < 10
+    rc, lines, secs, _ = _run(body.format(install="pass").replace("busy(20)", "busy(3)"))
+    assert (rc, lines) == (0, ["swallowed", "ran-on"])  # the defect the net closes
+
+
+def test_cleanup_of_a_propagating_interrupt_is_not_cut_but_a_second_press_cuts_it():
+    """A ``finally`` that takes 1.5 s (five reminders at 0.3 s) finishes; a real second Ctrl-C during
+    it ends it at once, as it does without the net."""
+    body = """
+    install_sigint_net(0.3)
+    try:
+        try:
+            press()
+            busy(20)
+        finally:
+            {second}
+            busy(1.5)
+            print("cleaned", flush=True)
+    except KeyboardInterrupt:
+        interrupt_reported()
+        print("interrupted", flush=True)
+        sys.exit(130)
+    """
+    assert _run(body.format(second="pass"))[:2] == (130, ["cleaned", "interrupted"])
+    assert _run(body.format(second="press()"))[:2] == (130, ["interrupted"])
+
+
+def test_reminders_stop_once_the_interrupt_is_reported():
+    body = """
+    install_sigint_net(0.2)
+    try:
+        press()
+        busy(20)
+    except KeyboardInterrupt:
+        interrupt_reported()
+    busy(1.5)  # e.g. an interactive host that goes on after the command
+    print("went-on", flush=True)
+    """
+    assert _run(body)[:2] == (0, ["went-on"])
+
+
+def test_a_deferred_block_still_finishes_before_the_interrupt():
+    """A press inside a deferred_sigint block (imports) whose block lasts 1.5 s: the reminders are
+    not taken as a second press, the block finishes, then the interrupt is raised."""
+    body = """
+    install_sigint_net(0.3)
+    try:
+        with deferred_sigint():
+            press()
+            busy(1.5)
+            print("block-done", flush=True)
+        print("after-block", flush=True)
+    except KeyboardInterrupt:
+        interrupt_reported()
+        print("interrupted", flush=True)
+        sys.exit(130)
+    """
+    assert _run(body)[:2] == (130, ["block-done", "interrupted"])
+
+
+def test_the_console_script_installs_the_net():
+    """`qdlab.cli.entry.main` with a command (behind the commands' guard) that swallows the first
+    KeyboardInterrupt: the one-line message and exit 130, not 20 s of work."""
+    body = """
+    import typer
+    import qdlab.cli.entry as entry
+    from qdlab.cli.common import guarded
+
+    @guarded
+    def command(prog_name=None):
+        try:
+            press()
+        except KeyboardInterrupt:
+            pass
+        busy(20)
+
+    entry._import_app = lambda: command
+    try:
+        entry.main()
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    """
+    rc, _, secs, err = _run(body)
+    assert rc == 130 and err.strip().splitlines() == ["error: interrupted; rerun the same command to resume"]
+    assert secs < 15
