@@ -28,7 +28,7 @@ from ase.io import read
 
 from qdlab.errors import QdlabError
 from qdlab.workflows.gap_validation import (GapGeometry, GapValidationSettings, ValidationResult, assemble,
-                                            dft_gap_of, evaluate_dft)
+                                            dft_gap_of, evaluate_dft, has_dft_gap)
 
 DEFAULT_FIT_NAMES = ("eta", "shift:Br:p", "shift:Pb:s", "shift:Pb:p")
 
@@ -62,7 +62,7 @@ def run_rattles(geoms: list[GapGeometry], workdir: str | os.PathLike, settings: 
             raise QdlabError(f"{geo} holds another geometry (other seed/sigma?): use a fresh work folder")
         if rec.is_file() and geo.is_file():
             records[g.name] = json.loads(rec.read_text())
-            if settings.dft_gap != "pb-edge" or "edge_gap_eV" in records[g.name]["dft"]:
+            if has_dft_gap(records[g.name]["dft"], settings):
                 continue
             records.pop(g.name)  # a record without the Pb-derived edge: rerun (CP2K restarts from its wfn)
         if max_new is not None and new >= max_new:

@@ -48,13 +48,16 @@ class GapValidationSettings(BaseModel):
         "homo-lumo", description="DFT gap compared: HOMO→LUMO, or HOMO→lowest MO with more weight on Pb than Cs")
 
 
+def has_dft_gap(dft: dict, settings: GapValidationSettings) -> bool:
+    """Whether a DFT record holds the gap ``settings.dft_gap`` compares (a pb-edge needs a PDOS run)."""
+    return settings.dft_gap == "homo-lumo" or "edge_gap_eV" in dft
+
+
 def dft_gap_of(dft: dict, settings: GapValidationSettings) -> float:
     """The DFT gap (eV) a record is compared by (see ``GapValidationSettings.dft_gap``)."""
-    if settings.dft_gap == "homo-lumo":
-        return float(dft["gap_eV"])
-    if "edge_gap_eV" not in dft:
+    if not has_dft_gap(dft, settings):
         raise QdlabError("a DFT record has no Pb-derived edge gap (it ran without PDOS): rerun it")
-    return float(dft["edge_gap_eV"])
+    return float(dft["gap_eV" if settings.dft_gap == "homo-lumo" else "edge_gap_eV"])
 
 
 @dataclass(frozen=True)
