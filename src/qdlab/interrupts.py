@@ -51,6 +51,8 @@ def deferred_sigint() -> Iterator[None]:
 
     def remember(signum: int, frame: object) -> None:
         reminder = _NET.take_redelivery()  # the net's reminder of an earlier press: pending, not a second
+        if reminder and _NET.reported:
+            return
         if pending and not reminder:
             raise KeyboardInterrupt
         if not reminder:
@@ -89,6 +91,12 @@ class _Net:
         self.reported = False
         self.redelivering = False
         self.watching = False
+        self.lock = threading.Lock()  # a reminder is sent, or the interrupt reported, never both at once
+
+    def set_reported(self) -> None:
+        """No reminder after this; one already sent is ignored by the handlers (it sees ``reported``)."""
+        with self.lock:
+            self.reported = True
 
     def take_redelivery(self) -> bool:
         """Whether this SIGINT is the net's own reminder (and consume the mark)."""
@@ -103,8 +111,8 @@ class _Net:
 
     def handler(self, signum: int, frame: object) -> None:
         if self.take_redelivery():
-            if caused_by_interrupt(sys.exc_info()[1]):
-                return  # the first KeyboardInterrupt is still propagating: let its cleanup run
+            if self.reported or caused_by_interrupt(sys.exc_info()[1]):
+                return  # reported already, or the first KeyboardInterrupt is still propagating (cleanup runs)
         else:
             self.pressed()
         raise KeyboardInterrupt
@@ -112,11 +120,12 @@ class _Net:
     def _watch(self) -> None:
         while True:
             time.sleep(self.interval_s)
-            if self.reported or os.getpid() != self.pid:
-                return
-            if getattr(signal.getsignal(signal.SIGINT), "qdlab_net", False):  # ours or deferred_sigint's
-                self.redelivering = True
-                _thread.interrupt_main(signal.SIGINT)
+            with self.lock:
+                if self.reported or os.getpid() != self.pid:
+                    return
+                if getattr(signal.getsignal(signal.SIGINT), "qdlab_net", False):  # ours or deferred_sigint's
+                    self.redelivering = True
+                    _thread.interrupt_main(signal.SIGINT)
 
 
 _Net.handler.qdlab_net = True  # type: ignore[attr-defined]
@@ -142,9 +151,14 @@ def sigint_net(interval_s: float = 2.0) -> Iterator[None]:
         try:
             yield
         finally:
-            _NET.reported = True
+            _NET.set_reported()
+            _handle_pending()  # a reminder sent just before is taken by our handler, not the one put back
 
 
 def interrupt_reported() -> None:
     """The command has reported the interrupt (its one line): the net stops raising it."""
-    _NET.reported = True
+    _NET.set_reported()
+
+
+def _handle_pending() -> None:
+    """A Python-level call: the interpreter runs the handlers of signals pending in this thread here."""
