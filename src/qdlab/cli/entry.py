@@ -35,8 +35,25 @@ def report_interrupt() -> None:
 def main(prog_name: str | None = None) -> None:
     """Import the CLI and run it; Ctrl-C at any moment → one line, exit 130."""
     _reported[0] = False
-    with sigint_net():
-        _run(prog_name)
+    try:
+        with sigint_net():
+            _run(prog_name)
+    finally:
+        _clear_unhandled_interrupt_flag()
+
+
+def _clear_unhandled_interrupt_flag() -> None:
+    """CPython 3.11 sets ``_Py_UnhandledKeyboardInterrupt`` when code run through ``PyRun_*`` (by a
+    library's C code) ends in KeyboardInterrupt, even if the caller swallows it, and ``python -m``
+    then ends the process by SIGINT whatever exit code it was given (seen once in 200 real SIGINTs
+    of ``python -m qdlab md``: exit by SIGINT after the one line). Every interrupt is handled by this
+    function, so a flag left set is stale: cleared (no-op where the symbol does not exist)."""
+    import ctypes
+
+    try:
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
+    except (ValueError, AttributeError, OSError):
+        pass
 
 
 def _run(prog_name: str | None) -> None:
@@ -49,8 +66,8 @@ def _run(prog_name: str | None) -> None:
         if exc.code == 130 and caused_by_interrupt(exc) and not _reported[0]:
             report_interrupt()
         raise
-    except (KeyboardInterrupt, ImportError) as exc:  # start-up, or between parsing and the guard
-        if not caused_by_interrupt(exc):
+    except (KeyboardInterrupt, Exception) as exc:  # start-up, or between parsing and the guard
+        if _reported[0] or not caused_by_interrupt(exc):  # (reported: the guard's own exit, passed on)
             raise
         report_interrupt()
         raise SystemExit(130) from None
