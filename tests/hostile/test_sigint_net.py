@@ -228,3 +228,33 @@ def test_python_m_exits_with_its_code_after_a_library_swallowed_an_interrupt(tmp
 
     assert rc() == 0
     assert rc(NO_CLEAR="1") == -2  # the CPython behaviour the clearing works around
+
+
+def test_an_error_without_a_link_after_a_ctrl_c_is_reported_as_the_interrupt():
+    """numpy turned a Ctrl-C inside its structured-dtype comparison into a bare ``TypeError: Cannot
+    compare structured arrays …`` with no link to the KeyboardInterrupt (a traceback and exit 1, once
+    in 200 real SIGINTs of `md`). After a real Ctrl-C reached the console script, any error ends the
+    command as the interrupt; without a Ctrl-C the same error is a traceback, as before."""
+    body = """
+    import typer
+    import qdlab.cli.entry as entry
+    from qdlab.cli.common import guarded
+
+    @guarded
+    def command(prog_name=None):
+        try:
+            {press}
+        except KeyboardInterrupt:
+            pass                      # the library drops the interrupt …
+        raise TypeError("Cannot compare structured arrays unless they have a common dtype")  # … and fails
+
+    entry._import_app = lambda: command
+    try:
+        entry.main()
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    """
+    rc, _, _, err = _run(body.format(press="press()"))
+    assert rc == 130 and err.strip().splitlines() == ["error: interrupted; rerun the same command to resume"]
+    rc, _, _, err = _run(body.format(press="pass"))
+    assert rc == 1 and "TypeError: Cannot compare structured arrays" in err

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from qdlab.errors import QdlabError
 from qdlab.cli.entry import caused_by_interrupt, report_interrupt
+from qdlab.interrupts import ctrl_c_pressed
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,8 +45,9 @@ def guarded(fn: F) -> F:
             raise
         except (KeyboardInterrupt, Exception) as exc:
             # a Ctrl-C, or an error it caused: inside a lazy import an ImportError; inside np.savez's
-            # zip writing a ValueError from the zip's close (seen once in 200 real SIGINTs of `md`)
-            if not caused_by_interrupt(exc):
+            # zip writing a ValueError from the zip's close (seen once in 200 real SIGINTs of `md`);
+            # any error after a Ctrl-C reached the console script (libraries may drop the link)
+            if not (caused_by_interrupt(exc) or ctrl_c_pressed()):
                 raise
             report_interrupt()
             raise typer.Exit(code=130) from None

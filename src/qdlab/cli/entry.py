@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from qdlab.interrupts import caused_by_interrupt, interrupt_reported, sigint_net
+from qdlab.interrupts import caused_by_interrupt, ctrl_c_pressed, interrupt_reported, sigint_net
 
 __all__ = ["INTERRUPTED", "caused_by_interrupt", "main", "report_interrupt"]
 
@@ -67,7 +67,7 @@ def _run(prog_name: str | None) -> None:
             report_interrupt()
         raise
     except (KeyboardInterrupt, Exception) as exc:  # start-up, or between parsing and the guard
-        if _reported[0] or not caused_by_interrupt(exc):  # (reported: the guard's own exit, passed on)
+        if _reported[0] or not (caused_by_interrupt(exc) or ctrl_c_pressed()):  # reported: the guard's exit
             raise
         report_interrupt()
         raise SystemExit(130) from None
