@@ -25,6 +25,11 @@ def press():
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(0.05)
 
+def reported_exit():  # what the commands' guard does: the one line (here a word), then exit 130
+    interrupt_reported()
+    print("interrupted", flush=True)
+    sys.exit(130)
+
 def busy(seconds):  # the command running on (pure Python, as most of a command's loop is)
     t = time.monotonic()
     while time.monotonic() - t < seconds:
@@ -55,9 +60,7 @@ def test_a_swallowed_ctrl_c_is_raised_again_until_reported():
         busy(20)
         print("ran-on", flush=True)
     except KeyboardInterrupt:
-        interrupt_reported()
-        print("interrupted", flush=True)
-        sys.exit(130)
+        reported_exit()
     """
     rc, lines, secs, _ = _run(body.format(install="install_sigint_net(0.3)"))
     assert (rc, lines) == (130, ["swallowed", "interrupted"]) and secs < 10
@@ -79,9 +82,7 @@ def test_cleanup_of_a_propagating_interrupt_is_not_cut_but_a_second_press_cuts_i
             busy(1.5)
             print("cleaned", flush=True)
     except KeyboardInterrupt:
-        interrupt_reported()
-        print("interrupted", flush=True)
-        sys.exit(130)
+        reported_exit()
     """
     assert _run(body.format(second="pass"))[:2] == (130, ["cleaned", "interrupted"])
     assert _run(body.format(second="press()"))[:2] == (130, ["interrupted"])
@@ -113,9 +114,7 @@ def test_a_deferred_block_still_finishes_before_the_interrupt():
             print("block-done", flush=True)
         print("after-block", flush=True)
     except KeyboardInterrupt:
-        interrupt_reported()
-        print("interrupted", flush=True)
-        sys.exit(130)
+        reported_exit()
     """
     assert _run(body)[:2] == (130, ["block-done", "interrupted"])
 
