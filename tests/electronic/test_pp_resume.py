@@ -163,3 +163,47 @@ def test_a_rerun_with_more_states_extends_the_saved_ones(tmp_path):
     assert grown.states.info["n_apply_total"] < direct.states.info["n_apply_total"]
     other = nanocrystal_states(PBI6, s4.model_copy(update={"spacing_B": 1.4}), checkpoint=tmp_path / "s.npz")
     assert other.states.info["extended_from"] is None
+
+
+def test_an_extension_killed_mid_search_resumes_to_the_same_states(tmp_path):
+    """`qdlab electronic states` asked for 4 + 4 over a saved 2 + 2 (PbI6, 1.5 Bohr, blocks of 2,
+    checkpoint at every snapshot): two SIGKILLs during the extension, then the same command; the states
+    equal an uninterrupted extension of a copy of the same 2 + 2 file, bitwise, and the saved 2 + 2
+    file is only replaced at the end (a kill leaves it as it was)."""
+    import shutil
+
+    write(tmp_path / "nc.xyz", PBI6)
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = os.environ | {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
+                        "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    def cmd(n: int, out: str) -> list[str]:
+        return [sys.executable, "-m", "qdlab", "electronic", "states", str(tmp_path / "nc.xyz"), "--spacing", "1.5",
+                "--vacuum", "3", "--holes", str(n), "--electrons", str(n), "--block", "2", "--checkpoint-every", "0",
+                "-o", str(tmp_path / out)]
+
+    assert subprocess.run(cmd(2, "run.npz"), env=env, capture_output=True).returncode == 0
+    shutil.copy(tmp_path / "run.npz", tmp_path / "ref.npz")
+    small = (tmp_path / "run.npz").read_bytes()
+    t0 = time.time()
+    assert subprocess.run(cmd(4, "ref.npz"), env=env, capture_output=True).returncode == 0
+    total = time.time() - t0
+    part = partial_path(tmp_path / "run.npz")
+    for kill, frac in enumerate((0.5, 0.7)):
+        proc = subprocess.Popen(cmd(4, "run.npz"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        t1 = time.time()
+        while not part.exists() and proc.poll() is None and time.time() - t1 < 120:
+            time.sleep(0.01)
+        time.sleep(frac * total * 0.5)
+        if proc.poll() is not None:
+            pytest.fail(f"the extension finished before kill {kill + 1}: {proc.stderr.read().decode()[-300:]}")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert (tmp_path / "run.npz").read_bytes() == small and part.exists()
+    done = subprocess.run(cmd(4, "run.npz"), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    a, b = load_states(tmp_path / "run.npz"), load_states(tmp_path / "ref.npz")
+    assert a.states.info["extended_from"] == 4 and b.states.info["extended_from"] == 4
+    np.testing.assert_array_equal(a.states.energies_eV, b.states.energies_eV)
+    np.testing.assert_array_equal(a.psi, b.psi)
+    assert a.states.info["resumed_at_call"] is not None and not part.exists()
