@@ -50,15 +50,14 @@ def deferred_sigint() -> Iterator[None]:
     pending: list[int] = []
 
     def remember(signum: int, frame: object) -> None:
-        reminder = _NET.take_redelivery()  # the net's reminder of an earlier press: pending, not a second
-        if reminder and _NET.reported:
+        if _NET.take_redelivery():  # the net's reminder of an earlier press: pending, not a second one
+            if not (pending or _NET.reported):
+                pending.append(signum)
             return
-        if pending and not reminder:
+        if pending:
             raise KeyboardInterrupt
-        if not reminder:
-            _NET.pressed()
-        if not pending:
-            pending.append(signum)
+        _NET.pressed()
+        pending.append(signum)
 
     remember.qdlab_net = True  # type: ignore[attr-defined]
     with kept_sigint():
