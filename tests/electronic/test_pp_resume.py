@@ -97,6 +97,42 @@ def test_search_killed_inside_and_between_calls_resumes_to_the_same_states(small
     assert load_partial(path, "key", H.dim) is None
 
 
+def test_a_search_out_of_calls_continues_with_more_calls(small_grid, tmp_path):
+    """``max_calls`` is a budget, not an input of the states: a search that runs out (2 of its 6 calls)
+    stops with one line naming the missing states and ``--max-calls``, and saves the next call's start; a
+    rerun with the default budget continues there, redoes nothing (H·X of both runs = the uninterrupted
+    run's) and ends with the uninterrupted run's states, to the last bit."""
+    from qdlab.errors import QdlabError
+
+    H, w, pre = small_grid
+    ref = w[25] + 0.05 * (w[26] - w[25])
+    s = StatesSettings(tol_Ha=1e-7, extra=4, maxiter=150, block=3, checkpoint_s=1e9)
+    counts = []
+
+    def run(settings, partial=None, resume=None):
+        n = [0]
+
+        def apply(X):
+            n[0] += X.shape[1]
+            return H.apply(X)
+        try:
+            return gap_states(H, ref, 2, 8, settings, apply=apply, precond=pre, partial=partial, resume=resume)
+        finally:
+            counts.append(n[0])
+
+    e0, v0, _ = run(s)
+    path = tmp_path / "x.states.partial.npz"
+    with pytest.raises(QdlabError, match=r"after 2 solver calls .*--max-calls") as err:
+        run(s.model_copy(update={"max_calls": 2}), PartialWriter(path, "key", H.dim, s.checkpoint_s))
+    assert "\n" not in str(err.value)
+    st = load_partial(path, "key", H.dim)
+    assert st.attempt == 2 and st.inner is None
+    e1, v1, _ = run(s, PartialWriter(path, "key", H.dim, s.checkpoint_s), st)
+    np.testing.assert_array_equal(e1, e0)
+    np.testing.assert_array_equal(v1, v0)
+    assert counts[1] + counts[2] == counts[0]
+
+
 D = 3.15
 PBI6 = Atoms("PbI6", positions=[[0, 0, 0], [D, 0, 0], [-D, 0, 0], [0, D, 0], [0, -D, 0], [0, 0, D], [0, 0, -D]])
 

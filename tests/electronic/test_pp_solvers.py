@@ -80,6 +80,45 @@ def test_gap_states_never_returns_unconverged_pairs(small_grid):
     assert "\n" not in str(err.value)
 
 
+class _NearestSolver:
+    """An exact stand-in for the folded solver on a diagonal H: the ``n_want`` eigenpairs nearest the
+    centre that are not deflated, residual 0 — except the pairs listed in ``unconverged[call]``
+    (eigenvalues), returned with residual 1 Ha as a solver at its iteration cap would."""
+
+    def __init__(self, diag: np.ndarray, unconverged: dict[int, set]):
+        self.diag, self.unconverged, self.calls = diag, unconverged, []
+
+    def __call__(self, apply, dim, n_want, center, *, deflate=None, **_):
+        from qdlab.electronic.eigensolvers import EigenResult
+
+        known = set() if deflate is None else set(np.argmax(np.abs(deflate), axis=0).tolist())
+        free = [i for i in np.argsort(np.abs(self.diag - center), kind="stable") if i not in known][:n_want]
+        bad = self.unconverged.get(len(self.calls), set())
+        self.calls.append(float(center))
+        res = np.array([1.0 if self.diag[i] in bad else 0.0 for i in free])
+        return EigenResult(values=self.diag[free], vectors=np.eye(dim, dtype=complex)[:, free], residuals=res,
+                           iterations=1, n_apply=len(free), converged=bool(res.max() == 0))
+
+
+def test_an_unconverged_state_is_not_skipped_by_converged_ones_beyond_it(monkeypatch):
+    """The first call around mid-gap leaves the highest valence state (−1 Ha) unconverged and converges
+    one below it (−2 Ha); beyond lies a dense band. The old coverage took the farthest converged pair as
+    the edge, searched on from −2 Ha, filled its 3 valence states from the dense band and returned
+    them without the HOMO (−2, −2.1, −2.2). The covered interval now stops at the unconverged pair, so
+    the next call finds it and the result is the exact 3 highest states below the reference."""
+    import qdlab.electronic.eigensolvers as eig
+    from qdlab.electronic.pseudopotential.engine import StatesSettings, gap_states
+
+    diag = np.array([-2.4, -2.3, -2.2, -2.1, -2.0, -1.0, 1.0, 2.0, 3.0])
+    solver = _NearestSolver(diag, {0: {-1.0}})
+    monkeypatch.setattr(eig, "folded_davidson", solver)
+    H = type("DiagonalH", (), {"dim": len(diag)})()
+    s = StatesSettings(block=4, extra=0, tol_Ha=1e-6)
+    e, vecs, _ = gap_states(H, 0.0, 3, 1, s, apply=lambda X: diag[:, None] * X, precond=lambda R: R)
+    assert np.allclose(np.sort(e), [-2.1, -2.0, -1.0, 1.0], atol=1e-12)
+    assert solver.calls[1] == pytest.approx(-1.0, abs=1e-3)  # the second centre is the unconverged state
+
+
 def test_folded_davidson_needs_fewer_products_than_lobpcg():
     """A model with the nanocrystal's shape (kinetic-like diagonal 0–60 Ha + O(1) Hermitian coupling,
     8 states nearest an interior energy, kinetic preconditioner): both solvers give the dense

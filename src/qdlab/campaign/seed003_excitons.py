@@ -44,6 +44,8 @@ class FineStructureSettings(BaseModel):
     tol_Ha: float = Field(1e-5, gt=0, description="eigensolver residual tolerance, Hartree")
     block: int | None = Field(None, ge=1, description="states asked of one solver call (bounds its memory; "
                               "None: all at once)")
+    max_calls: int | None = Field(None, ge=1, description="solver calls per search before it gives up (None: 4 + 2 "
+                                  "per block); a rerun with more continues from the checkpoint")
     eps: float = Field(4.9, gt=0, description="isotropic dielectric constant of the direct term")
     relaxation: RelaxSettings = Field(default_factory=lambda: RelaxSettings(fmax=0.05, steps=300),
                                       description="the relax workflow's settings for the force-field relaxation")
@@ -94,7 +96,8 @@ def _exciton_settings(s: FineStructureSettings):
     from qdlab.workflows.excitons import ExcitonSettings
 
     st = StatesSettings(spacing_B=s.spacing_B, vacuum_B=s.vacuum_B, n_below=s.n_states, n_above=s.n_states,
-                        tol_Ha=s.tol_Ha, max_memory_GB=s.max_memory_GB, block=s.block)
+                        tol_Ha=s.tol_Ha, max_memory_GB=s.max_memory_GB, block=s.block,
+                        max_calls=s.max_calls)
     return ExcitonSettings(states=st, n_electrons=s.n_bse, n_holes=s.n_bse, eps=s.eps,
                            max_memory_GB=s.max_memory_GB)
 

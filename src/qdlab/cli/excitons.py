@@ -53,14 +53,14 @@ def pp_bands(cell: str, *, phase: str | None = None, ecut: float = 6.0, kpoint: 
 
 
 def _settings(spacing, vacuum, n_below, n_above, ref, max_memory, phase, device="cpu", precision="double", block=None,
-              checkpoint_s=600.0):
+              checkpoint_s=600.0, max_calls=None):
     from qdlab.electronic.pseudopotential.engine import StatesSettings
 
     if precision not in ("double", "single"):
         raise QdlabError(f"--precision must be double or single, not {precision!r}")
     return StatesSettings(spacing_B=spacing, vacuum_B=vacuum, n_below=n_below, n_above=n_above, ref_eV=ref,
                           max_memory_GB=max_memory, phase=phase, device=device, precision=precision, block=block,
-                          checkpoint_s=checkpoint_s)
+                          checkpoint_s=checkpoint_s, max_calls=max_calls)
 
 
 SPACING = typer.Option(0.5, "--spacing", help="grid spacing, Bohr")
@@ -72,6 +72,8 @@ DEVICE = typer.Option("cpu", "--device", help="torch device of H·X (cpu, cuda) 
 PRECISION = typer.Option("double", "--precision", help="H·X in double or single (≈1e-6 relative) precision")
 BLOCK = typer.Option(None, "--block", min=1, help="states asked of one solver call (memory ∝ block; more centres "
                      "cover the rest; default: all at once)")
+MAX_CALLS = typer.Option(None, "--max-calls", min=1, help="solver calls before the search gives up (default 4 + 2 "
+                         "per block of states); a rerun with more continues a search that ran out")
 CKPT_EVERY = typer.Option(600.0, "--checkpoint-every", min=0, help="seconds between saves of the solver's state "
                           "(<output>.partial.npz; a killed run resumes from it)")
 
@@ -83,13 +85,15 @@ def states_cmd(structure: Path = typer.Argument(..., help="finite structure (xyz
                n_above: int = typer.Option(8, "--electrons", help="empty spinor states"),
                ref: float = REF, max_memory: float = MAXMEM, phase: str = PHASE, device: str = DEVICE,
                precision: str = PRECISION, block: int = BLOCK, checkpoint_every: float = CKPT_EVERY,
+               max_calls: int = MAX_CALLS,
                output: Path = typer.Option(Path("states.npz"), "--output", "-o", help="states checkpoint (npz)"),
                as_json: bool = JSON_OPT) -> None:
     """Spinor states near the gap of a nanocrystal on a real-space grid (checkpointed, reused)."""
     from qdlab.electronic.pseudopotential.engine import nanocrystal_states
 
     atoms = load_structure(structure)
-    s = _settings(spacing, vacuum, n_below, n_above, ref, max_memory, phase, device, precision, block, checkpoint_every)
+    s = _settings(spacing, vacuum, n_below, n_above, ref, max_memory, phase, device, precision, block, checkpoint_every,
+                  max_calls)
     with console.status(f"states near the gap (folded-spectrum {s.solver})…"):
         gs = nanocrystal_states(atoms, s, checkpoint=output)
     st = gs.states
@@ -106,7 +110,7 @@ def states_cmd(structure: Path = typer.Argument(..., help="finite structure (xyz
 def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (xyz, extxyz, …)"),
                  spacing: float = SPACING, vacuum: float = VACUUM, ref: float = REF, max_memory: float = MAXMEM,
                  phase: str = PHASE, device: str = DEVICE, precision: str = PRECISION, block: int = BLOCK,
-                 checkpoint_every: float = CKPT_EVERY,
+                 checkpoint_every: float = CKPT_EVERY, max_calls: int = MAX_CALLS,
                  n_electrons: int = typer.Option(None, "--electrons",
                                                  help="electron spinor states in the BSE (default: all computed, ≤ 60)"),
                  n_holes: int = typer.Option(None, "--holes", help="hole spinor states in the BSE (default ≤ 60)"),
@@ -124,7 +128,7 @@ def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (x
 
     atoms = load_structure(structure)
     st = _settings(spacing, vacuum, max(n_states, n_holes or 0), max(n_states, n_electrons or 0), ref, max_memory,
-                   phase, device, precision, block, checkpoint_every)
+                   phase, device, precision, block, checkpoint_every, max_calls)
     try:
         settings = ExcitonSettings(states=st, n_electrons=n_electrons, n_holes=n_holes, eps=eps or EPS_CSPBI3,
                                    eps_xyz=eps_xyz, coulomb=coulomb, max_memory_GB=max_memory)

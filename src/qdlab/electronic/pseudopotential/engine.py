@@ -61,6 +61,9 @@ class StatesSettings(BaseModel):
     extra: int = Field(8, ge=0, description="buffer vectors in the subspace")
     block: int | None = Field(None, ge=1, description="states asked of one solver call (memory ∝ block + extra; "
                               "more centres cover the rest); None: all wanted states at once")
+    max_calls: int | None = Field(None, ge=1, description="solver calls before the search gives up (None: "
+                                  "4 + 2 per block of wanted states); a budget, not part of the states' key, so "
+                                  "a rerun with more continues a search that ran out from its checkpoint")
     max_memory_GB: float = Field(16.0, gt=0, description="refuse above this estimate")
     checkpoint_s: float = Field(600.0, ge=0, description="seconds between saves of the solver's state during "
                                 "a search (a killed run resumes from the last one)")
@@ -154,7 +157,8 @@ def states_key(atoms: Atoms, s: StatesSettings) -> str:
     h = hashlib.sha256()
     h.update(np.round(atoms.positions, 6).tobytes())
     h.update(" ".join(atoms.get_chemical_symbols()).encode())
-    h.update(json.dumps(s.model_dump(exclude={"device", "max_memory_GB", "block", "checkpoint_s"}), sort_keys=True).encode())
+    h.update(json.dumps(s.model_dump(exclude={"device", "max_memory_GB", "block", "checkpoint_s", "max_calls"}),
+                        sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -293,6 +297,43 @@ def _accept_converged(res, tol: float, found_e: list, found_v: list) -> np.ndarr
     return ok
 
 
+def extend_coverage(covered: list[float], centre: float, res, tol: float) -> list[float]:
+    """The interval (Hartree) in which every state is known after a solver call around ``centre``.
+
+    The call returns the states nearest its centre, so on each side everything up to the farthest
+    converged pair is found, but not beyond the nearest unconverged pair on that side (a state lies
+    there that is not known yet). The boundary stays open by ``COVER_MARGIN_HA``: degenerate partners of
+    the state at the edge may be missing."""
+    v, ok = np.asarray(res.values), np.asarray(res.residuals) < tol
+    if not ok.any():
+        return list(covered)
+    far = float(np.abs(v[ok] - centre).max())
+
+    def reach(side: np.ndarray) -> float:
+        bad = np.abs(v[side & ~ok] - centre)
+        return max(min(far, float(bad.min()) if bad.size else far) - COVER_MARGIN_HA, 0.0)
+
+    return [min(covered[0], centre - reach(v < centre)), max(covered[1], centre + reach(v >= centre))]
+
+
+def _inside(found_e: list[float], covered: list[float], ref: float) -> tuple[np.ndarray, np.ndarray]:
+    """The found energies below and above ``ref`` inside the covered interval (where none is missing)."""
+    e = np.asarray(found_e, float)
+    return (e[(e < ref) & (e >= covered[0] - COVER_MARGIN_HA)],
+            e[(e >= ref) & (e <= covered[1] + COVER_MARGIN_HA)])
+
+
+def _out_of_calls(partial, nxt, counts: tuple[int, int, int, int], ref: float, tol: float, res) -> None:
+    """The search is out of solver calls: saves the next call's start (a rerun with more calls continues
+    there, nothing redone) and raises the one-line error naming what is missing."""
+    if partial is not None:
+        partial.start_call(nxt, write=True)
+    last = f" (last residual {res.residuals.max():.1e} Ha)" if res is not None else ""
+    raise QdlabError(f"states near the gap did not converge: {counts[0]} of {counts[1]} below and {counts[2]} of "
+                     f"{counts[3]} above {ref * HARTREE_EV:.2f} eV to {tol:g} Ha after {nxt.attempt} solver "
+                     f"calls{last}; rerun with more --max-calls to continue from the checkpoint")
+
+
 def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, progress=None, apply=None,
                precond=None, partial: "PartialWriter | None" = None, resume: "SearchState | None" = None):
     """Eigenpairs on both sides of ``ref`` (Hartree) by a folded-spectrum solver (block Davidson or
@@ -303,7 +344,9 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     that covered interval on the missing side (no gap left between runs), and the search is kept
     orthogonal to the states found (deflation: a warm start from them would be declared converged at
     once without proving they are the nearest); the union of the converged pairs is kept (pairs above the
-    tolerance are dropped, and a one-line error says how many are missing when the calls run out). Each call asks
+    tolerance are dropped, and a one-line error says how many are missing when the calls run out). An
+    unconverged pair bounds the covered interval on its side (:func:`extend_coverage`), and only states
+    inside it count, so a converged state beyond it never stands in for the one not yet found. Each call asks
     for ``s.block`` states (all wanted when None), so the solver's memory is bounded by the block while
     more centres cover the rest.
     ``partial`` saves the search at each call's start and the Davidson state every ``s.checkpoint_s``;
@@ -321,7 +364,14 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     per = states_per_call(want, s.block)
     st = resume or SearchState(0, ref, [ref, ref])
     centre, found_e, found_v, covered, inner, res = st.centre, st.found_e, st.found_v, st.covered, st.inner, None
-    for attempt in range(st.attempt, 4 + 2 * -(-want // per)):
+    attempt, limit = st.attempt, s.max_calls or 4 + 2 * -(-want // per)
+    while True:
+        below, above = _inside(found_e, covered, ref)
+        if len(below) >= n_below and len(above) >= n_above:
+            break
+        if attempt >= limit:
+            _out_of_calls(partial, SearchState(attempt, centre, list(covered), found_e, found_v),
+                          (len(below), n_below, len(above), n_above), ref, s.tol_Ha, res)
         known = np.array(found_v).T if found_v else None
         extra = {}
         if partial is not None:
@@ -333,19 +383,10 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
         inner = None
         if progress is not None:
             progress(attempt + 1, float(res.residuals.max()))
-        ok = _accept_converged(res, s.tol_Ha, found_e, found_v)
-        e = np.array(found_e)
-        below, above = e[e < ref], e[e >= ref]
-        if len(below) >= n_below and len(above) >= n_above:
-            break
-        if ok.any():  # the boundary is open: degenerate partners of the farthest state may be missing
-            span = max(float(np.abs(res.values[ok] - centre).max()) - COVER_MARGIN_HA, 0.0)
-            covered = [min(covered[0], centre - span), max(covered[1], centre + span)]
-        centre = covered[1] if len(above) < n_above else covered[0]
-    else:
-        raise QdlabError(f"states near the gap did not converge: {len(below)} of {n_below} below and {len(above)} "
-                         f"of {n_above} above {ref * HARTREE_EV:.2f} eV to {s.tol_Ha:g} Ha after {attempt + 1} solver "
-                         f"calls (last residual {res.residuals.max():.1e} Ha); raise --maxiter or the block")
+        _accept_converged(res, s.tol_Ha, found_e, found_v)
+        covered = extend_coverage(covered, centre, res, s.tol_Ha)
+        centre = covered[1] if len(_inside(found_e, covered, ref)[1]) < n_above else covered[0]
+        attempt += 1
     U, sv, _ = np.linalg.svd(np.array(found_v).T, full_matrices=False)
     Q = U[:, sv > 1e-3 * sv[0]]  # the union of the runs' pairs, re-diagonalised (Rayleigh–Ritz)
     HQ = apply(Q)
