@@ -331,7 +331,7 @@ def _out_of_calls(partial, nxt, counts: tuple[int, int, int, int], ref: float, t
     last = f" (last residual {res.residuals.max():.1e} Ha)" if res is not None else ""
     raise QdlabError(f"states near the gap did not converge: {counts[0]} of {counts[1]} below and {counts[2]} of "
                      f"{counts[3]} above {ref * HARTREE_EV:.2f} eV to {tol:g} Ha after {nxt.attempt} solver "
-                     f"calls{last}; rerun with more --max-calls to continue from the checkpoint")
+                     f"calls{last}; rerun with a larger max_calls (--max-calls) to continue from the checkpoint")
 
 
 def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, progress=None, apply=None,
