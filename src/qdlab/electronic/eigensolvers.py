@@ -272,7 +272,8 @@ def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
                     tol: float = 1e-6, maxiter: int = 2000, seed: int = 0, x0: np.ndarray | None = None,
                     deflate: np.ndarray | None = None,
                     progress: Callable[[int, float], None] | None = None,
-                    resume: dict | None = None, snapshot: Callable[[dict], None] | None = None) -> EigenResult:
+                    resume: dict | None = None, snapshot: Callable[[dict], None] | None = None,
+                    n_enough: int | None = None) -> EigenResult:
     """Eigenpairs of H nearest ``center`` by block Davidson on the folded operator (H − ε)².
 
     Unlike LOBPCG's three blocks, the search space keeps every correction up to ``max_dim`` vectors
@@ -308,7 +309,7 @@ def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
         want = order[:n_want]
         if progress is not None:
             progress(it, float(res[want].max()))
-        if res[want].max() < tol or it == maxiter or stalled:
+        if res[want].max() < tol or it == maxiter or stalled or (n_enough and res[order[:n_enough]].max() < tol):
             break
         active = [i for i in order if res[i] >= tol][:nvec]
         if len(active) < R.shape[1]:

@@ -284,6 +284,7 @@ def kinetic_preconditioner(H, shift_Ha: float = 1.0):
 #: state: partners degenerate with that state (Kramers pairs, cubic multiplets) may not be among the states
 #: returned, so the next centre starts just inside and finds them.
 COVER_MARGIN_HA = 1e-4
+EARLY_MARGIN = None
 
 
 def _accept_converged(res, tol: float, found_e: list, found_v: list) -> np.ndarray:
@@ -378,6 +379,8 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
             partial.start_call(SearchState(attempt, centre, list(covered), found_e, found_v), write=inner is None)
             if s.solver == "davidson":
                 extra = {"resume": inner, "snapshot": partial.snapshot}
+        if EARLY_MARGIN is not None and s.solver == "davidson" and centre != ref:
+            extra["n_enough"] = min(per, (n_above - len(above) if centre > ref else n_below - len(below)) + EARLY_MARGIN)
         res = solver(apply, H.dim, per, centre, precond=pre, nvec=per + s.extra, tol=s.tol_Ha,
                      maxiter=s.maxiter * 10, seed=s.seed + attempt, deflate=known, **extra)
         inner = None
