@@ -292,6 +292,9 @@ def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
     right after each thick restart) ``snapshot`` receives the whole state ({V, HV, S, K, it, n_apply,
     stalled}; V, HV are views, to be written before returning); ``resume`` = such a dict (its V, HV are
     consumed) continues the run from there, with the same arithmetic as the uninterrupted run (bitwise on a deterministic H·X).
+
+    ``n_enough``: stop as soon as the ``n_enough`` Ritz pairs nearest the centre have converged (the
+    caller needs only those; the rest of the block keeps the search space large).
     """
     nvec = min(dim, nvec or n_want + 8)
     max_dim = min(dim, max(max_dim or 5 * nvec, 2 * nvec))

@@ -284,7 +284,13 @@ def kinetic_preconditioner(H, shift_Ha: float = 1.0):
 #: state: partners degenerate with that state (Kramers pairs, cubic multiplets) may not be among the states
 #: returned, so the next centre starts just inside and finds them.
 COVER_MARGIN_HA = 1e-4
-EARLY_MARGIN = None
+#: A call at an edge of the covered interval stops once the states still missing on its side, plus this
+#: many (a Kramers pair), are converged nearest its centre, instead of converging its whole block. The rest
+#: of the block stays in the search space and speeds those up. Unconverged pairs bound the coverage, so
+#: nothing is skipped. Measured: the n = 2 CsPbI3 cube at 1.5 Bohr extended from 8 + 8 to 24 + 24 states
+#: (blocks of 24) gave the same 48 energies to 1e-6 eV with 17,602 H·X instead of 19,343. On the 7³ test
+#: grid, 12 searches gave the same states to 1e-13 Ha with equal or fewer H·X (up to −4 %). None: off.
+EARLY_MARGIN: int | None = 2
 
 
 def _accept_converged(res, tol: float, found_e: list, found_v: list) -> np.ndarray:
