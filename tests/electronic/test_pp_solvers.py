@@ -48,6 +48,22 @@ def test_folded_davidson_matches_dense(small_grid):
     assert np.abs(res.values - near).max() < 1e-6
 
 
+def test_folded_davidson_stops_when_the_nearest_are_enough(small_grid):
+    """``n_enough = 2`` of a 6-state block: the run stops once the 2 states nearest the centre have
+    converged, with fewer H·X than converging all 6, and those 2 are the dense eigenvalues nearest the
+    centre (1e-6 Ha), residuals below tol."""
+    H, w = small_grid
+    ref = w[25] + 0.3 * (w[26] - w[25])
+    near = np.sort(w[np.argsort(np.abs(w - ref))[:2]])
+    kw = dict(precond=kinetic_preconditioner(H, 3.0), tol=1e-7, maxiter=1500)
+    full = folded_davidson(H.apply, H.dim, 6, ref, **kw)
+    part = folded_davidson(H.apply, H.dim, 6, ref, n_enough=2, **kw)
+    order = np.argsort(np.abs(part.values - ref))[:2]
+    assert full.converged and part.n_apply < full.n_apply
+    assert part.residuals[order].max() < 1e-7
+    assert np.abs(np.sort(part.values[order]) - near).max() < 1e-6
+
+
 @pytest.mark.parametrize("solver,block", [("davidson", None), ("lobpcg", None), ("davidson", 3)])
 def test_gap_states_moves_its_centre_without_skipping_states(small_grid, solver, block):
     """A reference just above the valence band edge: the states nearest to it are mostly valence, so
