@@ -75,10 +75,13 @@ def test_gap_states_moves_its_centre_without_skipping_states(small_grid, solver,
     H, w = small_grid
     ref = w[25] + 0.05 * (w[26] - w[25])
     s = StatesSettings(tol_Ha=1e-7, extra=4, solver=solver, maxiter=150, block=block)
-    e, vecs, _ = gap_states(H, ref, 2, 8, s, apply=H.apply, precond=kinetic_preconditioner(H, 3.0))
+    e, vecs, res = gap_states(H, ref, 2, 8, s, apply=H.apply, precond=kinetic_preconditioner(H, 3.0))
     exact = np.concatenate([w[w < ref][-2:], w[w >= ref][:8]])
     assert np.abs(np.sort(e) - exact).max() < 1e-6
     assert np.abs(H.apply(vecs) - vecs * e).max() < 1e-5
+    # the residuals reported are those of the states returned (not of the last call's far pairs)
+    np.testing.assert_allclose(res.residuals, np.linalg.norm(H.apply(vecs) - vecs * e, axis=0), atol=1e-12)
+    assert res.converged and res.residuals.max() < 1e-6
 
 
 def test_gap_states_never_returns_unconverged_pairs(small_grid):

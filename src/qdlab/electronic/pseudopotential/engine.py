@@ -358,10 +358,10 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     more centres cover the rest.
     ``partial`` saves the search at each call's start and the Davidson state every ``s.checkpoint_s``;
     ``resume`` (its saved state) continues a killed search where it stopped, with the same arithmetic.
-    Returns (energies, vectors (2n, k), last EigenResult), n_below highest below and n_above lowest
-    above ``ref``.
+    Returns (energies, vectors (2n, k), EigenResult of those states: their residuals ‖Hx − εx‖, the last
+    call's iteration and H·X counts), n_below highest below and n_above lowest above ``ref``.
     """
-    from qdlab.electronic.eigensolvers import folded_davidson, folded_lobpcg
+    from qdlab.electronic.eigensolvers import EigenResult, folded_davidson, folded_lobpcg
     from qdlab.electronic.pseudopotential.partial import SearchState
 
     solver = {"davidson": folded_davidson, "lobpcg": folded_lobpcg}[s.solver]
@@ -403,7 +403,13 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     lo = np.flatnonzero(theta < ref)[-n_below:]
     hi = np.flatnonzero(theta >= ref)[:n_above]
     keep = np.concatenate([lo, hi])
-    return theta[keep], Q @ W[:, keep], res
+    X = Q @ W[:, keep]
+    norms = np.linalg.norm(HQ @ W[:, keep] - X * theta[keep], axis=0)
+    # the states returned, with their own residuals; every one is a converged pair of some call (the
+    # calls' unconverged pairs never enter), so the search converged; counts are the last call's
+    final = EigenResult(values=theta[keep], vectors=X, residuals=norms, iterations=res.iterations if res else 0,
+                        n_apply=res.n_apply if res else 0, converged=True, info=res.info if res else {})
+    return theta[keep], X, final
 
 
 def atom_weights(psi: np.ndarray, cell_B: np.ndarray, frac: np.ndarray, dV: float) -> np.ndarray:
