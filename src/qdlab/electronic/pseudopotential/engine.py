@@ -304,14 +304,15 @@ def _accept_converged(res, tol: float, found_e: list, found_v: list) -> np.ndarr
     return ok
 
 
-def extend_coverage(covered: list[float], centre: float, res, tol: float) -> list[float]:
-    """The interval (Hartree) in which every state is known after a solver call around ``centre``.
+def extend_coverage(covered: list[float], centre: float, values: np.ndarray, ok: np.ndarray) -> list[float]:
+    """The interval (Hartree) in which every state is known after a solver call around ``centre`` that
+    returned ``values``, of which the mask ``ok`` converged (:func:`_accept_converged`'s).
 
     The call returns the states nearest its centre, so on each side everything up to the farthest
     converged pair is found, but not beyond the nearest unconverged pair on that side (a state lies
     there that is not known yet). The boundary stays open by ``COVER_MARGIN_HA``: degenerate partners of
     the state at the edge may be missing."""
-    v, ok = np.asarray(res.values), np.asarray(res.residuals) < tol
+    v = np.asarray(values)
     if not ok.any():
         return list(covered)
     far = float(np.abs(v[ok] - centre).max())
@@ -392,8 +393,8 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
         inner = None
         if progress is not None:
             progress(attempt + 1, float(res.residuals.max()))
-        _accept_converged(res, s.tol_Ha, found_e, found_v)
-        covered = extend_coverage(covered, centre, res, s.tol_Ha)
+        ok = _accept_converged(res, s.tol_Ha, found_e, found_v)
+        covered = extend_coverage(covered, centre, res.values, ok)
         centre = covered[1] if len(_inside(found_e, covered, ref)[1]) < n_above else covered[0]
         attempt += 1
     U, sv, _ = np.linalg.svd(np.array(found_v).T, full_matrices=False)
