@@ -52,6 +52,8 @@ def main() -> None:
     ap.add_argument("--params", default="CsPbBr3-kashikar", help="TB parameter set: a shipped name or a JSON file")
     ap.add_argument("--dft-gap", default="homo-lumo", choices=("homo-lumo", "pb-edge"),
                     help="DFT gap compared: HOMO→LUMO, or HOMO→lowest MO with more Mulliken weight on Pb than Cs")
+    ap.add_argument("--periodic", action="store_true",
+                    help="the phonons folder holds a 3D-periodic supercell: frozen phonons, CP2K periodic and TB at Γ")
     args = ap.parse_args()
     d = Path(args.phonons_dir)
     atoms = read(d / "relaxed.extxyz")
@@ -59,7 +61,7 @@ def main() -> None:
     settings = GapValidationSettings(amplitude_A=args.amplitude, signs=tuple(int(s) for s in args.signs.split(",")),
                                      modes=tuple(int(k) for k in args.modes.split(",")) if args.modes else None,
                                      cp2k={"eps_scf": args.eps_scf, "cutoff_ry": args.cutoff}, dft_gap=args.dft_gap,
-                                     params=args.params)
+                                     params=args.params, periodic=args.periodic)
     t0 = time.time()
 
     def progress(name: str, rec: dict) -> None:
@@ -84,7 +86,7 @@ def fit_then_held_out(args, atoms, ph, settings, untuned) -> None:
     from qdlab.workflows.gap_fit import fit_on_rattles, held_out_table, rattle_geometries, run_rattles
     from qdlab.workflows.gap_validation import plan_validation
 
-    geoms = rattle_geometries(atoms, args.rattles, args.sigma, args.seed)
+    geoms = rattle_geometries(atoms, args.rattles, args.sigma, args.seed, periodic=args.periodic)
     wd = Path(args.rattles_dir or Path(args.output) / "rattles")
     ref_wfn = Path(args.output) / "ref" / "gap-RESTART.wfn"
     recs = run_rattles(geoms, wd, settings, restart=str(ref_wfn) if ref_wfn.is_file() else None,

@@ -14,7 +14,7 @@ import pytest
 
 from qdlab.build import PerovskiteRecipe, build
 from qdlab.electronic import BandEdgeEngine
-from qdlab.electronic.tb.bulk import bulk_bands, cubic_cell
+from qdlab.electronic.tb.bulk import bulk_bands, cubic_cell, gamma_edges
 from qdlab.electronic.tb.cluster import TightBinding, solve, weights_by
 from qdlab.electronic.tb.coupling import LinearGapModel, gap_gradient
 from qdlab.electronic.tb.hamiltonian import prepare
@@ -50,6 +50,20 @@ def test_kashikar_cspbbr3_gaps_settle_the_lambda_convention():
     assert bulk_bands(p, soc=False, n_per_segment=2).gap_R_eV == pytest.approx(2.16, abs=0.005)
     soc = bulk_bands(p, n_per_segment=2).gap_R_eV
     assert 2.16 - soc == pytest.approx(2 * 0.53, abs=0.005)           # j = 1/2 CB lowered by 2λ
+
+
+@pytest.mark.parametrize("soc", [False, True])
+def test_gamma_gap_of_a_2x2x2_supercell_is_the_gap_at_R(soc):
+    """Band folding (analytic): R = (½,½,½) of the cubic cell is a reciprocal-lattice vector of the 2×2×2
+    supercell, so the supercell's Γ edges are the primitive cell's R edges (to round-off)."""
+    p = load_params("CsPbBr3-kashikar")
+    prim = bulk_bands(p, soc=soc, n_per_segment=2)
+    vb, cb = gamma_edges(cubic_cell(p) * (2, 2, 2), p, soc=soc)
+    assert vb == pytest.approx(prim.vbm_R_eV, abs=1e-9) and cb == pytest.approx(prim.cbm_R_eV, abs=1e-9)
+    vb1, cb1 = gamma_edges(cubic_cell(p), p, soc=soc)       # the primitive cell's Γ is not its gap
+    assert cb1 - vb1 > prim.gap_R_eV + 1.0
+    with pytest.raises(QdlabError, match="3D-periodic"):
+        gamma_edges(_nc(1), p)
 
 
 @pytest.mark.parametrize("eta,expected", [(2.0, 2.0), (3.0, 3.0)])

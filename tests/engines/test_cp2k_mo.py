@@ -139,3 +139,22 @@ def test_gap_input_prints_pdos_when_asked():
     assert "&PDOS" not in cp2k_gap_input(a)
     text = cp2k_gap_input(a, settings={"pdos": True, "nlumo": 16})
     assert "&PDOS\n        NLUMO 16\n        COMPONENTS F\n      &END PDOS" in text and "ADDED_MOS 16" in text
+
+
+def test_gap_input_periodic_cell_keeps_the_cell_and_positions():
+    """A 3D-periodic cell runs as one: its own cell vectors, periodic Poisson solver, positions unshifted."""
+    a = Atoms("CsPbBr3", scaled_positions=[[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]],
+              cell=[[5.9, 0, 0], [0.1, 5.9, 0], [0, 0, 5.9]], pbc=True)
+    text = cp2k_gap_input(a, "g", {"vacuum_A": 5.0})
+    lines = text.splitlines()
+    vec = {ln.split()[0]: [float(x) for x in ln.split()[1:]] for ln in lines if ln.strip().split()[:1] in (["A"], ["B"], ["C"])}
+    assert vec["A"] == pytest.approx([5.9, 0, 0]) and vec["B"] == pytest.approx([0.1, 5.9, 0])
+    assert "PERIODIC XYZ" in text and "POISSON_SOLVER PERIODIC" in text
+    assert "WAVELET" not in text and "PERIODIC NONE" not in text and "ABC" not in text
+    assert "CENTER_COORDINATES" not in text
+    cs = next(ln for ln in lines if ln.strip().startswith("Cs "))
+    assert [float(x) for x in cs.split()[1:]] == pytest.approx(a.positions[0])
+    slab = a.copy()
+    slab.pbc = [True, True, False]
+    with pytest.raises(QdlabError, match="cluster or a 3D-periodic cell"):
+        cp2k_gap_input(slab)

@@ -103,3 +103,21 @@ def test_pb_edge_reruns_training_records_without_the_edge_and_fits_on_it(tmp_pat
     n = len(calls)
     run_rattles(geoms, tmp_path, edge, dft=dft_edge)
     assert len(calls) == n                                          # complete records are reused
+
+
+def test_periodic_rattles_fit_eta_at_gamma(tmp_path):
+    """``periodic=True``: rattles of a 2×2×2 CsPbBr3 supercell stay periodic, the TB side is the Γ gap of the
+    cell, and the fit recovers the stand-in's η = 3 (stand-in DFT: TB Γ gap with η = 3)."""
+    from qdlab.electronic.tb.cluster import TightBinding
+
+    prim = Atoms("PbBr3Cs", scaled_positions=[[0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5], [0.5, 0.5, 0.5]],
+                 cell=np.eye(3) * 5.98, pbc=True)
+    a = prim * (2, 2, 2)
+    settings = GapValidationSettings(soc=False, periodic=True)
+    stand_in = TightBinding("CsPbBr3-kashikar", soc=False, eta=3.0)
+    geoms = rattle_geometries(a, 4, 0.05, 11, periodic=True)
+    assert all(np.all(g.atoms.pbc) for g in geoms)
+    recs = run_rattles(geoms, tmp_path, settings, dft=lambda g, r: {"gap_eV": stand_in.gap_eV(g.atoms), "seconds": 0.0})
+    fit = fit_on_rattles(a, stand_in.gap_eV(a), geoms, recs, settings, ("eta",))
+    assert fit.values[0] == pytest.approx(3.0, abs=1e-3)
+    assert fit.summary()["train"]["initial"]["rmse_meV"] > 0.5 > 100 * fit.summary()["train"]["fitted"]["rmse_meV"]

@@ -179,3 +179,68 @@ def test_evaluate_dft_pb_edge_prints_pdos_and_reruns_an_output_without_it(tmp_pa
     assert want > rec["gap_eV"] + 0.3       # the Cs 6s LUMO lies 0.42 eV below the Pb-derived edge here
     evaluate_dft(g, tmp_path, edge)          # now complete: reused
     assert (tmp_path / "ref" / "runs.log").read_text().count("run") == 1
+
+
+def _supercell(a=5.9):
+    """Cubic CsPbBr3, 2×2×2 (periodic): Pb at the corners, so every octahedron crosses the cell boundary."""
+    prim = Atoms("PbBr3Cs", scaled_positions=[[0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5], [0.5, 0.5, 0.5]],
+                 cell=np.eye(3) * a, pbc=True)
+    return prim * (2, 2, 2)
+
+
+def test_periodic_mode_descriptors_use_the_minimum_image():
+    """A breathing octahedron at the cell corner (its Br wrap around the boundary) and the R-point
+    rotation of every octahedron (a0a0c−: neighbours turn the other way) in a 2×2×2 periodic supercell."""
+    a = _supercell()
+    m = a.get_masses()
+    s = np.array(a.get_chemical_symbols())
+    pb0 = int(np.where(s == "Pb")[0][0])
+    breathe = np.zeros((len(a), 3))
+    d = a.get_distances(pb0, range(len(a)), mic=True, vector=True)
+    near = np.where((s == "Br") & (np.linalg.norm(d, axis=1) < 3.6))[0]
+    assert len(near) == 6
+    breathe[near] = d[near] / np.linalg.norm(d[near], axis=1)[:, None]
+    rot = np.zeros((len(a), 3))
+    for p in np.where(s == "Pb")[0]:                 # ±ω about z, sign alternating on the Pb sublattice
+        n = np.rint(a.positions[p] / 5.9).astype(int)
+        sgn = (-1) ** n.sum()
+        dv = a.get_distances(p, range(len(a)), mic=True, vector=True)
+        for x in np.where((s == "Br") & (np.linalg.norm(dv, axis=1) < 3.6))[0]:
+            if abs(dv[x, 2]) < 1e-6:                   # equatorial Br: each is shared by two Pb turning oppositely
+                rot[x] = sgn * np.cross([0, 0, 1.0], dv[x]) / 2.95
+    modes = np.array([_mass_weighted(u, m) for u in (breathe, rot)])
+    ch = mode_characters(a, np.array([100.0, 20.0]), modes, m)
+    # 6 of the 48 Pb–Br bonds stretch by 1 Å/Å and the 6 on the far side of the same Br shorten by 1: rms √(12/48)
+    assert ch[0].stretch == pytest.approx(0.5, abs=1e-12)
+    assert ch[1].rotation == pytest.approx(1.0, abs=1e-9) and ch[1].stretch == pytest.approx(0.0, abs=1e-12)
+    assert ch[0].bridge_deg_per_A == pytest.approx(0.0, abs=1e-6)      # 180° bridges: no first-order change
+    from qdlab.workflows.gap_validation import _bonds
+
+    cluster = a.copy()
+    cluster.pbc = False               # the same atoms as a cluster: the 12 bonds across the boundary are not bonds
+    assert len(_bonds(a, 3.6)[1]) == 48 and len(_bonds(cluster, 3.6)[1]) == 36
+
+
+def test_periodic_validation_runs_tb_at_gamma_and_cp2k_periodic(tmp_path):
+    """``periodic=True``: the geometries stay periodic, TB takes the Γ gap of the cell (for the undisplaced
+    2×2×2 supercell: the bulk gap at R, band folding), CP2K gets a periodic input."""
+    from qdlab.electronic.tb.bulk import bulk_bands
+    from qdlab.electronic.tb.params import load_params
+    from qdlab.engines.cp2k_mo import cp2k_gap_input
+    from qdlab.workflows.gap_validation import GapGeometry, evaluate_tb
+
+    a = _supercell(load_params("CsPbBr3-kashikar").bulk["a_A"])
+    m = a.get_masses()
+    u = np.zeros((1, len(a), 3))
+    u[0, 1] = [0.0, 0.0, 1.0]
+    settings = GapValidationSettings(modes=(0,), amplitude_A=0.1, soc=False, periodic=True)
+    plan, _ = plan_validation(a, np.array([30.0]), _mass_weighted(u[0], m)[None], m, settings)
+    assert all(np.all(g.atoms.pbc) for g in plan) and len(plan) == 3
+    want = bulk_bands(load_params("CsPbBr3-kashikar"), soc=False, n_per_segment=2).gap_R_eV
+    assert evaluate_tb(plan[0], settings) == pytest.approx(want, abs=1e-9)
+    assert evaluate_tb(plan[1], settings) != pytest.approx(want, abs=1e-4)      # the displacement moves it
+    assert "POISSON_SOLVER PERIODIC" in cp2k_gap_input(plan[1].atoms)
+    cluster = a.copy()
+    cluster.pbc = False
+    with pytest.raises(QdlabError, match="3D-periodic"):
+        plan_validation(cluster, np.array([30.0]), u, m, settings)

@@ -74,6 +74,35 @@ def test_matches_phonopy(relaxed):
     assert _compare_above(ours, ref) < 0.5
 
 
+def test_periodic_cell_projects_translations_only_and_matches_phonopy():
+    """A 3D-periodic cell: only the 3 translations are rigid (a rotated crystal is another structure),
+    so 3N − 3 modes remain; they equal phonopy's Γ frequencies of the same cell (EMT copper, 2×2×2 fcc,
+    one atom moved so no mode is symmetry-trivial: both take the Hessian at that geometry), within 0.5 cm⁻¹."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from phonopy import Phonopy
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    a = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    a.positions[0] += [0.03, -0.02, 0.01]
+    cell = a
+    ours = phonons(cell, EMT(), imaginary_tol_cm1=1e9)
+    assert ours.n_rigid == 3 and len(ours.frequencies_cm1) == 3 * len(cell) - 3
+    unit = PhonopyAtoms(symbols=cell.get_chemical_symbols(), cell=cell.cell.array, positions=cell.positions)
+    ph = Phonopy(unit, supercell_matrix=np.eye(3, dtype=int), primitive_matrix=np.eye(3))
+    ph.generate_displacements(distance=0.01, is_plusminus=True)
+    forces = []
+    for sc in ph.supercells_with_displacements:
+        x = Atoms(sc.symbols, positions=sc.positions, cell=sc.cell, pbc=True)
+        x.calc = EMT()
+        forces.append(x.get_forces())
+    ph.forces = np.array(forces)
+    ph.produce_force_constants()
+    ph.run_qpoints([[0, 0, 0]])
+    ref = ph.qpoints.frequencies[0] * THZ_TO_CM1
+    assert _compare_above(ours.frequencies_cm1, ref) < 0.5
+
+
 def test_analytic_hessian_agrees_with_fd(relaxed):
     fd = phonons(relaxed, LJCoulomb())
     an = phonons(relaxed, LJCoulomb(), method="analytic")

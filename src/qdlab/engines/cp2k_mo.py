@@ -137,19 +137,50 @@ def _pdos_block(s: dict) -> str:
     return f"      &PDOS\n        NLUMO {int(s['nlumo'])}\n        COMPONENTS F\n      &END PDOS\n"
 
 
-def cp2k_gap_input(atoms: Atoms, project: str = "gap", settings: dict | None = None) -> str:
-    """CP2K input for a PBE single point of a cluster printing occupied and ``nlumo`` unoccupied MOs.
+_CENTER = "    &TOPOLOGY\n      &CENTER_COORDINATES T\n      &END CENTER_COORDINATES\n    &END TOPOLOGY\n"
 
-    The cell is a cube: the atoms' largest extent plus ``vacuum_A`` (Å) on each side (CP2K's
-    non-periodic wavelet Poisson solver needs a cubic cell but not the doubled box of
-    Martyna–Tuckerman).
+
+def _periodicity(atoms: Atoms) -> bool:
+    """True for a 3D-periodic cell, False for a cluster; a slab or wire (mixed pbc) is refused."""
+    if np.all(atoms.pbc):
+        if atoms.cell.volume <= 0:
+            raise QdlabError("a periodic structure needs a cell with a volume")
+        return True
+    if np.any(atoms.pbc):
+        raise QdlabError(f"CP2K gap runs take a cluster or a 3D-periodic cell, not pbc = {atoms.pbc.tolist()}")
+    return False
+
+
+def _poisson(periodic: bool) -> str:
+    if periodic:
+        return "      PERIODIC XYZ\n      POISSON_SOLVER PERIODIC\n"
+    return "      PERIODIC NONE\n      POISSON_SOLVER WAVELET\n"
+
+
+def _cell_block(atoms: Atoms, pos: np.ndarray, periodic: bool, vacuum_A: float) -> str:
+    """``&CELL``: the atoms' cell vectors (periodic) or a cube of extent + 2·vacuum (cluster; wavelet: cubic)."""
+    if periodic:
+        vec = "".join(f"      {n} {v[0]:.10f} {v[1]:.10f} {v[2]:.10f}\n" for n, v in zip("ABC", np.array(atoms.cell)))
+        return f"    &CELL\n{vec}      PERIODIC XYZ\n    &END CELL\n"
+    box = (pos.max(axis=0) - pos.min(axis=0)).max() + 2.0 * vacuum_A
+    return f"    &CELL\n      ABC {box:.6f} {box:.6f} {box:.6f}\n      PERIODIC NONE\n    &END CELL\n"
+
+
+def cp2k_gap_input(atoms: Atoms, project: str = "gap", settings: dict | None = None) -> str:
+    """CP2K input for a PBE single point printing occupied and ``nlumo`` unoccupied MOs.
+
+    A cluster (``atoms.pbc`` all False): the cell is a cube, the atoms' largest extent plus
+    ``vacuum_A`` (Å) on each side (CP2K's non-periodic wavelet Poisson solver needs a cubic cell but
+    not the doubled box of Martyna–Tuckerman). A 3D-periodic cell (``atoms.pbc`` all True): the
+    atoms' own cell and positions, periodic plane-wave Poisson solver, Γ point only (so a supercell's
+    MOs are the primitive cell's at the k-points that fold onto Γ; ``vacuum_A`` is not used).
     """
     s = CP2K_GAP_DEFAULTS | (settings or {})
     unknown = set(s) - set(CP2K_GAP_DEFAULTS)
     if unknown:
         raise QdlabError(f"unknown CP2K setting(s) {', '.join(sorted(unknown))}")
-    pos = atoms.positions - atoms.positions.mean(axis=0)
-    box = np.full(3, (pos.max(axis=0) - pos.min(axis=0)).max() + 2.0 * float(s["vacuum_A"]))  # wavelet: cubic
+    periodic = _periodicity(atoms)
+    pos = atoms.positions if periodic else atoms.positions - atoms.positions.mean(axis=0)
     coords = "\n".join(f"      {el:<2s} {x:16.10f} {y:16.10f} {z:16.10f}"
                        for el, (x, y, z) in zip(atoms.get_chemical_symbols(), pos))
     kinds = "\n".join(f"    &KIND {el}\n      BASIS_SET {s['basis_set']}\n      POTENTIAL {s['potential']}\n    &END KIND"
@@ -172,9 +203,7 @@ def cp2k_gap_input(atoms: Atoms, project: str = "gap", settings: dict | None = N
       REL_CUTOFF {s['rel_cutoff_ry']}
     &END MGRID
     &POISSON
-      PERIODIC NONE
-      POISSON_SOLVER WAVELET
-    &END POISSON
+{_poisson(periodic)}    &END POISSON
     &SCF
       SCF_GUESS {guess}
       EPS_SCF {s['eps_scf']:.1e}
@@ -193,18 +222,10 @@ def cp2k_gap_input(atoms: Atoms, project: str = "gap", settings: dict | None = N
     &END PRINT
   &END DFT
   &SUBSYS
-    &CELL
-      ABC {box[0]:.6f} {box[1]:.6f} {box[2]:.6f}
-      PERIODIC NONE
-    &END CELL
-    &COORD
+{_cell_block(atoms, pos, periodic, float(s["vacuum_A"]))}    &COORD
 {coords}
     &END COORD
-    &TOPOLOGY
-      &CENTER_COORDINATES T
-      &END CENTER_COORDINATES
-    &END TOPOLOGY
-{kinds}
+{"" if periodic else _CENTER}{kinds}
   &END SUBSYS
 &END FORCE_EVAL
 """

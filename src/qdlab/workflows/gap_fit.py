@@ -33,12 +33,14 @@ from qdlab.workflows.gap_validation import (GapGeometry, GapValidationSettings, 
 DEFAULT_FIT_NAMES = ("eta", "shift:Br:p", "shift:Pb:s", "shift:Pb:p")
 
 
-def rattle_geometries(atoms: Atoms, n: int, sigma_A: float = 0.05, seed: int = 1000) -> list[GapGeometry]:
-    """``n`` rattles ``r0…``: positions + N(0, sigma_A²) per Cartesian component, geometry i from seed ``seed + i``."""
+def rattle_geometries(atoms: Atoms, n: int, sigma_A: float = 0.05, seed: int = 1000,
+                      periodic: bool = False) -> list[GapGeometry]:
+    """``n`` rattles ``r0…``: positions + N(0, sigma_A²) per Cartesian component, geometry i from seed ``seed + i``
+    (clusters, or 3D-periodic cells with ``periodic``, as ``GapValidationSettings.periodic``)."""
     if n < 1 or sigma_A <= 0:
         raise QdlabError("need at least one rattle and sigma_A > 0")
     ref = atoms.copy()
-    ref.pbc = False
+    ref.pbc = periodic
     out = []
     for i in range(n):
         a = ref.copy()
@@ -86,7 +88,7 @@ def fit_on_rattles(reference: Atoms, reference_dft_gap_eV: float, geoms: list[Ga
     if not done:
         raise QdlabError("no finished training geometry to fit on")
     ref = reference.copy()
-    ref.pbc = False
+    ref.pbc = settings.periodic
     frames = [ref] + [g.atoms for g in done]
     gaps = [reference_dft_gap_eV] + [dft_gap_of(records[g.name]["dft"], settings) for g in done]
     return fit_params(frames, gaps, load_params(settings.params), names, relative=True, soc=settings.soc,
@@ -99,5 +101,5 @@ def held_out_table(plan: list[GapGeometry], chars: dict, records: dict[str, dict
     from qdlab.electronic.tb.cluster import TightBinding
 
     tb = TightBinding(params, soc=settings.soc)
-    redone = {g.name: records[g.name] | {"tb_gap_eV": tb.solve(g.atoms, 1).gap_eV} for g in plan if g.name in records}
+    redone = {g.name: records[g.name] | {"tb_gap_eV": tb.gap_eV(g.atoms)} for g in plan if g.name in records}
     return assemble(plan, chars, redone, settings)

@@ -46,6 +46,8 @@ class GapValidationSettings(BaseModel):
     bond_cutoff_A: float = Field(3.6, gt=0, description="Pb–X bond cut-off, Å")
     dft_gap: Literal["homo-lumo", "pb-edge"] = Field(
         "homo-lumo", description="DFT gap compared: HOMO→LUMO, or HOMO→lowest MO with more weight on Pb than Cs")
+    periodic: bool = Field(False, description="compare a 3D-periodic cell (frozen phonons of a supercell: CP2K "
+                                              "periodic at Γ, TB at Γ of the cell) instead of a cluster")
 
 
 def has_dft_gap(dft: dict, settings: GapValidationSettings) -> bool:
@@ -81,19 +83,32 @@ def displacement_pattern(mode: np.ndarray, masses: np.ndarray) -> np.ndarray:
     return u / np.linalg.norm(u, axis=1).max()
 
 
-def _bonds(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bonds(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pb indices, and every Pb–X bond (Pb index, X index, lattice offset (Å) that makes
+    r[X] − r[Pb] + offset the bond vector: zero in a cluster, the minimum image in a periodic cell)."""
     s = np.array(atoms.get_chemical_symbols())
     pb, x = np.where(s == "Pb")[0], np.where(np.isin(s, ("Cl", "Br", "I")))[0]
-    d = np.linalg.norm(atoms.positions[pb][:, None] - atoms.positions[x][None], axis=-1)
-    i, j = np.nonzero(d < cutoff)
-    if len(i) == 0:
+    if np.all(atoms.pbc):
+        from ase.neighborlist import neighbor_list
+
+        i, j, vec = neighbor_list("ijD", atoms, cutoff)
+        m = (s[i] == "Pb") & np.isin(s[j], ("Cl", "Br", "I"))
+        bi, bj = i[m], j[m]
+        off = vec[m] - (atoms.positions[bj] - atoms.positions[bi])
+    else:
+        d = np.linalg.norm(atoms.positions[pb][:, None] - atoms.positions[x][None], axis=-1)
+        i, j = np.nonzero(d < cutoff)
+        bi, bj = pb[i], x[j]
+        off = np.zeros((len(bi), 3))
+    if len(bi) == 0:
         raise QdlabError(f"no Pb–halide bond shorter than {cutoff} Å")
-    return pb, pb[i], x[j]
+    return pb, bi, bj, off
 
 
-def _rotation_fraction(r: np.ndarray, u: np.ndarray, bi: np.ndarray, bj: np.ndarray, pb: np.ndarray) -> float:
+def _rotation_fraction(r: np.ndarray, u: np.ndarray, bi: np.ndarray, bj: np.ndarray, pb: np.ndarray,
+                       off: np.ndarray) -> float:
     """Share of Σ|u_X − u_Pb|² explained by one rigid rotation ω_Pb per octahedron (u ≈ ω × r)."""
-    rel_r, rel_u = r[bj] - r[bi], u[bj] - u[bi]
+    rel_r, rel_u = r[bj] - r[bi] + off, u[bj] - u[bi]
     cross = np.zeros((len(bi), 3, 3))          # (ω × r) = −[r]ₓ ω
     cross[:, 0, 1], cross[:, 0, 2], cross[:, 1, 2] = rel_r[:, 2], -rel_r[:, 1], rel_r[:, 0]
     cross[:, 1, 0], cross[:, 2, 0], cross[:, 2, 1] = -rel_r[:, 2], rel_r[:, 1], -rel_r[:, 0]
@@ -109,13 +124,14 @@ def _rotation_fraction(r: np.ndarray, u: np.ndarray, bi: np.ndarray, bj: np.ndar
     return fitted / total if total > 0 else 0.0
 
 
-def _bridge_angles(r: np.ndarray, bi: np.ndarray, bj: np.ndarray) -> np.ndarray:
+def _bridge_angles(r: np.ndarray, bi: np.ndarray, bj: np.ndarray, off: np.ndarray) -> np.ndarray:
     """Pb–X–Pb angles (degrees) of every X bonded to two Pb."""
     out = []
+    to_pb = r[bi] - r[bj] - off            # X → Pb bond vectors
     for x in np.unique(bj):
-        p = bi[bj == x]
-        if len(p) >= 2:
-            v1, v2 = r[p[0]] - r[x], r[p[1]] - r[x]
+        v = to_pb[bj == x]
+        if len(v) >= 2:
+            v1, v2 = v[0], v[1]
             out.append(np.degrees(np.arccos(np.clip(v1 @ v2 / np.linalg.norm(v1) / np.linalg.norm(v2), -1, 1))))
     return np.array(out)
 
@@ -124,17 +140,17 @@ def mode_characters(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray
                     cutoff_A: float = 3.6) -> list[ModeCharacter]:
     """:class:`ModeCharacter` of every mode (``modes`` (M, N, 3) mass-weighted, as in PhononResult)."""
     r = atoms.positions
-    pb, bi, bj = _bonds(atoms, cutoff_A)
-    unit = (r[bj] - r[bi]) / np.linalg.norm(r[bj] - r[bi], axis=1)[:, None]
+    pb, bi, bj, off = _bonds(atoms, cutoff_A)
+    unit = (r[bj] - r[bi] + off) / np.linalg.norm(r[bj] - r[bi] + off, axis=1)[:, None]
     cs = np.array(atoms.get_chemical_symbols()) == "Cs"
     h = 1e-3
     out = []
     for k, (f, e) in enumerate(zip(frequencies_cm1, modes)):
         u = displacement_pattern(e, masses)
         stretch = np.einsum("bi,bi->b", u[bj] - u[bi], unit)
-        bridge = (_bridge_angles(r + h * u, bi, bj) - _bridge_angles(r - h * u, bi, bj)) / (2 * h)
+        bridge = (_bridge_angles(r + h * u, bi, bj, off) - _bridge_angles(r - h * u, bi, bj, off)) / (2 * h)
         out.append(ModeCharacter(k, float(f), float(np.sum(e[cs] ** 2)), float(np.sqrt(np.mean(stretch ** 2))),
-                                 _rotation_fraction(r, u, bi, bj, pb),
+                                 _rotation_fraction(r, u, bi, bj, pb, off),
                                  float(bridge[np.argmax(np.abs(bridge))]) if len(bridge) else 0.0))
     return out
 
@@ -178,13 +194,15 @@ class GapGeometry:
 def plan_validation(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray, masses: np.ndarray,
                     settings: GapValidationSettings) -> tuple[list[GapGeometry], list[ModeCharacter]]:
     """The reference, then every selected mode at +amplitude, then at −amplitude (the order they run in)."""
-    chars = mode_characters(atoms, frequencies_cm1, modes, masses, settings.bond_cutoff_A)
+    if settings.periodic and not (np.all(atoms.pbc) and atoms.cell.volume > 0):
+        raise QdlabError("periodic comparison needs a 3D-periodic structure with a cell (pbc True)")
+    ref = atoms.copy()
+    ref.pbc = settings.periodic
+    chars = mode_characters(ref, frequencies_cm1, modes, masses, settings.bond_cutoff_A)
     chosen = ({f"mode-{k}": k for k in settings.modes} if settings.modes is not None else select_modes(chars))
     bad = [k for k in chosen.values() if not 0 <= k < len(modes)]
     if bad:
         raise QdlabError(f"mode index {bad[0]} out of range (0…{len(modes) - 1})")
-    ref = atoms.copy()
-    ref.pbc = False
     plan = [GapGeometry("ref", "reference", None, 0, ref)]
     for sign in settings.signs:
         for label, k in chosen.items():
@@ -211,10 +229,10 @@ EDGE_NLUMO = 16
 
 
 def evaluate_tb(geom: GapGeometry, settings: GapValidationSettings) -> float:
-    """Tight-binding HOMO–LUMO gap (eV) of one geometry."""
+    """Tight-binding HOMO–LUMO gap (eV) of one geometry (at Γ of the cell when periodic, as CP2K's)."""
     from qdlab.electronic.tb.cluster import TightBinding
 
-    return TightBinding(settings.params, soc=settings.soc).solve(geom.atoms, 1).gap_eV
+    return TightBinding(settings.params, soc=settings.soc).gap_eV(geom.atoms)
 
 
 def evaluate_dft(geom: GapGeometry, workdir: str | os.PathLike, settings: GapValidationSettings,
@@ -337,7 +355,9 @@ def run_validation(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray,
     ckpt = wd / "records.json"
     # the DFT records depend on the geometries and the DFT settings only: another TB set, SOC or tolerance
     # reuses them (the TB gaps are recomputed below, milliseconds each)
-    key = {"settings": settings.model_dump(mode="json", exclude={"params", "soc", "tolerance"}),
+    # (``periodic`` enters only when True, so a cluster run's checkpoint keeps the key it had before the option)
+    key = {"settings": settings.model_dump(mode="json", exclude={"params", "soc", "tolerance"}
+                                           | (set() if settings.periodic else {"periodic"})),
            "geometries": [g.name for g in plan],
            "n_atoms": len(atoms), "positions_sha": _sha(atoms.positions)}
     saved = json.loads(ckpt.read_text()) if ckpt.is_file() else {}

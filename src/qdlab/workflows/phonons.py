@@ -186,8 +186,9 @@ def fd_hessian(atoms: Atoms, calc: Calculator | None, delta: float = 0.01, *,
     return HessianRun(assemble_force_constants(plan, done), t_engine, reused)
 
 
-def rigid_body_basis(positions: np.ndarray, masses: np.ndarray, tol: float = 1e-6) -> np.ndarray:
-    """Orthonormal mass-weighted translation/rotation vectors (k × 3N, k = 6, or 5 if linear)."""
+def rigid_body_basis(positions: np.ndarray, masses: np.ndarray, tol: float = 1e-6, periodic: bool = False) -> np.ndarray:
+    """Orthonormal mass-weighted translation/rotation vectors (k × 3N, k = 6, or 5 if linear; a periodic
+    cell: the 3 translations only, a rotation of a crystal is not a zero mode)."""
     sm = np.sqrt(masses)
     com = (masses[:, None] * positions).sum(0) / masses.sum()
     r = positions - com
@@ -196,7 +197,7 @@ def rigid_body_basis(positions: np.ndarray, masses: np.ndarray, tol: float = 1e-
         t = np.zeros_like(positions)
         t[:, ax] = sm
         vecs.append(t.ravel())
-    for ax in range(3):
+    for ax in range(0 if periodic else 3):
         e = np.zeros(3)
         e[ax] = 1.0
         vecs.append((np.cross(e, r) * sm[:, None]).ravel())
@@ -205,10 +206,11 @@ def rigid_body_basis(positions: np.ndarray, masses: np.ndarray, tol: float = 1e-
 
 
 def vibrational_analysis(phi: np.ndarray, masses: np.ndarray, positions: np.ndarray | None = None,
-                         project: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
+                         project: bool = True, periodic: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
     """Frequencies (cm⁻¹) and mass-weighted modes (M, N, 3) from force constants.
 
-    With ``project`` the rigid-body space (Eckart) is projected out and its modes dropped.
+    With ``project`` the rigid-body space (Eckart; translations only when ``periodic``) is projected
+    out and its modes dropped.
     Returns (frequencies, modes, n_rigid).
     """
     n = len(masses)
@@ -218,7 +220,7 @@ def vibrational_analysis(phi: np.ndarray, masses: np.ndarray, positions: np.ndar
     if project:
         if positions is None:
             raise QdlabError("projection needs the positions")
-        b = rigid_body_basis(positions, masses)
+        b = rigid_body_basis(positions, masses, periodic=periodic)
         n_rigid = len(b)
         p = np.eye(3 * n) - b.T @ b
         d = p @ d @ p
@@ -240,7 +242,7 @@ def phonons_from_force_constants(atoms: Atoms, phi: np.ndarray, *, project: bool
     Imaginary modes larger than ``imaginary_tol_cm1`` trigger a warning with their count and size.
     """
     masses = atoms.get_masses()
-    freqs, modes, n_rigid = vibrational_analysis(phi, masses, atoms.positions, project)
+    freqs, modes, n_rigid = vibrational_analysis(phi, masses, atoms.positions, project, periodic=bool(np.all(atoms.pbc)))
     imag = freqs[freqs < -imaginary_tol_cm1]
     if len(imag):
         warnings.warn(f"{len(imag)} imaginary mode(s) below −{imaginary_tol_cm1:g} cm⁻¹, largest "

@@ -14,6 +14,7 @@ from ase import units
 
 from qdlab.electronic.tb.hamiltonian import hamiltonian, prepare
 from qdlab.electronic.tb.params import TBParams
+from qdlab.errors import QdlabError
 from qdlab.store.files import save_figure
 
 HBAR2_OVER_ME = units._hbar**2 / units._me / units._e * 1e20  # ħ²/m_e in eV·Å² (7.62)
@@ -59,6 +60,21 @@ def _kcart(atoms: Atoms, frac) -> np.ndarray:
 def band_energies(sys, ks: np.ndarray, soc: bool = True) -> np.ndarray:
     """(n_k, dim) eigenvalues (eV) at Cartesian k-points (1/Å) by dense diagonalisation."""
     return np.array([np.linalg.eigvalsh(hamiltonian(sys, k, soc=soc).toarray()) for k in ks])
+
+
+def gamma_edges(atoms: Atoms, params: TBParams, soc: bool = True) -> tuple[float, float]:
+    """Highest occupied and lowest empty level (eV) at Γ of the periodic cell ``atoms`` (dense).
+
+    The cell's own Γ: in an n×n×n supercell of the cubic cell (n even) the R-point band edges fold
+    onto Γ, so a 2×2×2 supercell's Γ gap is the bulk gap at R; displacements inside the supercell
+    (its Γ phonons: the primitive cell's Γ, X, M and R phonons) change it as in a frozen-phonon DFT run.
+    """
+    if not np.all(atoms.pbc):
+        raise QdlabError("gamma_edges needs a 3D-periodic cell (pbc True)")
+    sys = prepare(atoms, params)
+    e = np.linalg.eigvalsh(hamiltonian(sys, np.zeros(3), soc=soc).toarray())
+    n = sys.n_electrons
+    return float(e[n - 1]), float(e[n])
 
 
 def effective_masses(sys, k0: np.ndarray, band: int, dk: float = 0.01, soc: bool = True) -> dict[str, float]:

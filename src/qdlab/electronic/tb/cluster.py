@@ -177,6 +177,16 @@ class TightBinding:
         self._sigma[key] = 0.5 * (sol.energies_eV[sol.homo_index] + sol.energies_eV[sol.lumo_index])
         return sol
 
+    def gap_eV(self, atoms: Atoms) -> float:
+        """HOMO–LUMO gap (eV) of a cluster, or at Γ of a 3D-periodic cell
+        (:func:`~qdlab.electronic.tb.bulk.gamma_edges`: a frozen-phonon supercell as a Γ-point DFT run sees it)."""
+        if np.all(atoms.pbc):
+            from qdlab.electronic.tb.bulk import gamma_edges
+
+            vb, cb = gamma_edges(atoms, self.params_for(atoms), soc=self.soc)
+            return cb - vb
+        return self.solve(atoms, 1).gap_eV
+
     def states(self, atoms: Atoms, n_states: int = 8) -> BandEdgeStates:
         sol = self.solve(atoms, n_states)
         return BandEdgeStates(energies_eV=sol.energies_eV, occupied=sol.occupied,

@@ -113,9 +113,9 @@ class FitResult:
 
 
 def tb_gaps(frames: list[Atoms], params: TBParams, soc: bool = True) -> np.ndarray:
-    """Gap (eV) of every frame with one parameter set."""
+    """Gap (eV) of every frame with one parameter set (at Γ for a 3D-periodic frame, see ``TightBinding.gap_eV``)."""
     eng = TightBinding(params, soc=soc)
-    return np.array([eng.solve(a, 1).gap_eV for a in frames])
+    return np.array([eng.gap_eV(a) for a in frames])
 
 
 def fit_params(frames: list[Atoms], reference_eV, base: TBParams, names=("eta",), *, relative: bool = True,
