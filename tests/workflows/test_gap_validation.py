@@ -227,7 +227,7 @@ def test_periodic_validation_runs_tb_at_gamma_and_cp2k_periodic(tmp_path):
     from qdlab.electronic.tb.bulk import bulk_bands
     from qdlab.electronic.tb.params import load_params
     from qdlab.engines.cp2k_mo import cp2k_gap_input
-    from qdlab.workflows.gap_validation import GapGeometry, evaluate_tb
+    from qdlab.workflows.gap_validation import evaluate_tb
 
     a = _supercell(load_params("CsPbBr3-kashikar").bulk["a_A"])
     m = a.get_masses()
