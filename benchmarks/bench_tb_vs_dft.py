@@ -10,6 +10,10 @@ Measured (2026-11-30, 12 geometries, 45 min): sign agrees 7/12, within 30 % 1/12
 With ``--rattles 6`` (fit η + shift:Br:p on 6 rattles σ = 0.05 Å + reference, normal modes held out): sign 9/12,
 within 30 % 4/12 (η at its bound 8; /work/notes/issue18_fit_readme.md).
 
+``--periodic`` runs the same protocol on a 3D-periodic supercell (frozen phonons; CP2K periodic at Γ, TB gap at
+Γ of the cell). Measured (2026-12-01, Cs8Pb8Br24 2×2×2, 30–41 s per CP2K geometry): untuned sign 9/12, within
+30 % 3/12; declared fit η on 20 rattles: η = 7.71, 3/12 (README "Periodic frozen phonons").
+
 Both codes without spin–orbit coupling; the TB set is the shipped CsPbBr3 one, untuned (no fit to
 these geometries). Resumable: finished geometries are kept in ``tbdft_run/records.json`` and
 finished CP2K outputs are reused. Prints the Markdown table (ΔE_g DFT, ΔE_g TB, ratio, sign, 30 %)
