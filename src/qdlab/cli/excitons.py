@@ -68,7 +68,8 @@ VACUUM = typer.Option(8.0, "--vacuum", help="vacuum on every side, Bohr")
 REF = typer.Option(-5.1, "--ref", help="reference energy inside the gap, eV")
 MAXMEM = typer.Option(16.0, "--max-memory", help="refuse when the estimate exceeds this, GB")
 PHASE = typer.Option(None, "--phase", help="one Table S4 set for all atoms instead of the per-atom mixing")
-DEVICE = typer.Option("cpu", "--device", help="torch device of H·X (cpu, cuda) or 'numpy' (reference path)")
+DEVICE = typer.Option("cpu", "--device", help="torch device of H·X and, on cuda, of the solver's block algebra "
+                      "(cpu, cuda) or 'numpy' (reference path)")
 PRECISION = typer.Option("double", "--precision", help="H·X in double or single (≈1e-6 relative) precision")
 BLOCK = typer.Option(None, "--block", min=1, help="states asked of one solver call (memory ∝ block; more centres "
                      "cover the rest; default: all at once)")

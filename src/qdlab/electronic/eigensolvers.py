@@ -10,6 +10,10 @@ Two filters on the same subspace iteration (filter → orthonormalise → Raylei
 
 Only ``apply(X)`` (a block of shape (dim, nvec)) is needed: numpy arrays or torch tensors behave
 the same through the array-API operations used here. Units are those of the operator (Hartree).
+
+The folded-spectrum solvers find interior states nearest ε on (H − ε)²: scipy's LOBPCG
+(:func:`folded_lobpcg`, numpy) and block Davidson (:func:`folded_davidson`), whose tall blocks are
+numpy arrays or torch tensors on a device (a GPU) through the backend of :mod:`.block_algebra`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from qdlab.electronic.block_algebra import _orthonormalise, block_backend
 
 Apply = Callable[[np.ndarray], np.ndarray]
 
@@ -189,50 +195,6 @@ def folded_lobpcg(apply: Apply, dim: int, n_want: int, center: float, *,
                        info={"center": center, "nvec": nvec, "method": "folded-lobpcg"})
 
 
-def _hdot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Aᴴ·B for tall blocks without a conjugated copy of A (numpy's matmul cannot pass BLAS's 'C'
-    flag, so A.conj().T @ B copies all of A): conj(Aᵀ·conj(B)); only B (the new columns) is copied."""
-    return (A.T @ B.conj()).conj()
-
-
-def _column_norms(R: np.ndarray) -> np.ndarray:
-    """Euclidean norms of the columns of a complex block without a temporary of its size."""
-    Rr = R.view(np.float64).reshape(R.shape[0], R.shape[1], 2)
-    return np.sqrt(np.einsum("ijk,ijk->j", Rr, Rr))
-
-
-def _orthonormalise(T: np.ndarray, *bases: np.ndarray | None) -> np.ndarray:
-    """Columns of T orthonormal to every (orthonormal) basis given and to each other.
-
-    Block Gram–Schmidt against the bases (one at a time: no stacked copy), then SVQB
-    (Stathopoulos–Wu: eigendecomposition of the column-scaled Gram matrix, one GEMM instead of a
-    Householder QR of the tall block). A second pass runs unless the first lost little (every column
-    kept ≥ 1/√2 of its norm, the DGKS criterion, and the scaled Gram matrix is well conditioned,
-    smallest eigenvalue > 1e-2). Columns left with < 1e-10 of their norm or spanning less than 1e-14
-    of the scaled Gram spectrum are dropped.
-    """
-    T = np.asarray(T, dtype=complex)
-    for _ in range(2):
-        before = np.linalg.norm(T, axis=0)
-        for V in bases:
-            if V is not None and V.shape[1] and T.shape[1]:
-                T = T - V @ _hdot(V, T)
-        if not T.shape[1]:
-            return T
-        G = _hdot(T, T)
-        d = np.sqrt(np.abs(np.real(np.diag(G))))
-        ok = d > 1e-10 * np.maximum(before, 1e-300)
-        T, G, d, before = T[:, ok], G[np.ix_(ok, ok)], d[ok], before[ok]
-        if not T.shape[1]:
-            return T
-        w, U = np.linalg.eigh(G / np.outer(d, d))
-        keep = w > 1e-14 * w.max()
-        T = T @ (U[:, keep] / (d[:, None] * np.sqrt(w[keep])))
-        if keep.all() and w.min() > 1e-2 and (d >= before / np.sqrt(2)).all():
-            break
-    return T
-
-
 def _folded_ritz(S: np.ndarray, K: np.ndarray, center: float, nvec: int):
     """Ritz step in span V from VᴴHV = S and (HV)ᴴHV = K: the ``nvec`` smallest of Vᴴ(H − ε)²V,
     re-diagonalised with H itself; returns (θ, Y) with Y orthonormal (columns of V's coefficients)."""
@@ -244,27 +206,37 @@ def _folded_ritz(S: np.ndarray, K: np.ndarray, center: float, nvec: int):
     return theta, Y @ Z
 
 
-def _davidson_start(apply: Apply, dim: int, nvec: int, max_dim: int, seed: int, x0, deflate, resume: dict | None):
-    """The V, H·V buffers and the projected matrices of a fresh start (seeded random block, ``x0`` first,
-    orthogonal to ``deflate``) or of a snapshot ``resume``; returns (Vb, HVb, m, S, K, n_apply, stalled, it)."""
+def _grow(S: np.ndarray, K: np.ndarray, V, HV, T, HT, ops) -> tuple[np.ndarray, np.ndarray]:
+    """VᴴHV = S and (HV)ᴴHV = K (numpy) extended by new columns T (orthonormal to V) with images HT."""
+    ST, KT = ops.host(ops.hdot(V, HT)), ops.host(ops.hdot(HV, HT))
+    return (np.block([[S, ST], [ST.conj().T, ops.host(ops.hdot(T, HT))]]),
+            np.block([[K, KT], [KT.conj().T, ops.host(ops.hdot(HT, HT))]]))
+
+
+def _davidson_start(apply: Apply, dim: int, nvec: int, max_dim: int, seed: int, x0, deflate, resume: dict | None,
+                    ops):
+    """The V, H·V buffers (tall blocks of backend ``ops``) and the projected matrices of a fresh start
+    (seeded random block, ``x0`` first, orthogonal to ``deflate``) or of a snapshot ``resume`` (numpy,
+    from any backend); returns (Vb, HVb, m, S, K, n_apply, stalled, it)."""
     if resume is not None:  # its V and H·V are consumed (popped), so the loaded copies are freed
         m = resume["V"].shape[1]
-        Vb, HVb = np.empty((dim, max_dim), complex), np.empty((dim, max_dim), complex)
-        Vb[:, :m], HVb[:, :m] = resume.pop("V"), resume.pop("HV")
+        Vb, HVb = ops.empty(dim, max_dim), ops.empty(dim, max_dim)
+        Vb[:, :m], HVb[:, :m] = ops.block(resume.pop("V")), ops.block(resume.pop("HV"))
         return (Vb, HVb, m, np.asarray(resume["S"]), np.asarray(resume["K"]), int(resume["n_apply"]),
                 bool(resume["stalled"]), int(resume["it"]))
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((dim, nvec)) + 1j * rng.standard_normal((dim, nvec))
     if x0 is not None:
         k = min(nvec, x0.shape[1])
-        X[:, :k] = x0[:, :k]
-    T = _orthonormalise(X, deflate)
+        X[:, :k] = ops.host(x0[:, :k])
+    T = _orthonormalise(ops.block(X), deflate, ops=ops)
     del X
-    Vb, HVb = np.empty((dim, max_dim), complex), np.empty((dim, max_dim), complex)
+    Vb, HVb = ops.empty(dim, max_dim), ops.empty(dim, max_dim)
     m = T.shape[1]
     Vb[:, :m], HVb[:, :m] = T, apply(T)
     del T
-    return Vb, HVb, m, _hdot(Vb[:, :m], HVb[:, :m]), _hdot(HVb[:, :m], HVb[:, :m]), m, False, 1
+    V, HV = Vb[:, :m], HVb[:, :m]
+    return Vb, HVb, m, ops.host(ops.hdot(V, HV)), ops.host(ops.hdot(HV, HV)), m, False, 1
 
 
 def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
@@ -273,7 +245,7 @@ def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
                     deflate: np.ndarray | None = None,
                     progress: Callable[[int, float], None] | None = None,
                     resume: dict | None = None, snapshot: Callable[[dict], None] | None = None,
-                    n_enough: int | None = None) -> EigenResult:
+                    n_enough: int | None = None, device=None) -> EigenResult:
     """Eigenpairs of H nearest ``center`` by block Davidson on the folded operator (H − ε)².
 
     Unlike LOBPCG's three blocks, the search space keeps every correction up to ``max_dim`` vectors
@@ -288,26 +260,37 @@ def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
     memory peak is those 2·max_dim/nvec blocks plus ≈ 5 (Ritz vectors, images, corrections and the
     preconditioner's work). Counts H·X in ``n_apply``.
 
+    ``device`` (:mod:`.block_algebra`): None/"numpy": numpy blocks, ``apply``/``precond`` numpy in and out;
+    a torch device ("cuda"): V, H·V, Ritz vectors, residuals, corrections and the deflation set are
+    complex128 tensors there, ``apply``/``precond`` take and return them (:class:`.TorchApply`'s do), and
+    only the small projected matrices (numpy) and column norms cross. Inputs and the result are numpy.
+
     Checkpointing: at the top of every iteration whose space is small (≤ 2·nvec columns: the start and
     right after each thick restart) ``snapshot`` receives the whole state ({V, HV, S, K, it, n_apply,
-    stalled}; V, HV are views, to be written before returning); ``resume`` = such a dict (its V, HV are
-    consumed) continues the run from there, with the same arithmetic as the uninterrupted run (bitwise on a deterministic H·X).
+    stalled}, numpy on both paths; V, HV: views, or copied from the device when read; to be written before
+    returning); ``resume`` = such a dict (its V, HV are consumed) continues the run from there on either
+    path, with the same arithmetic as the uninterrupted run (bitwise on a deterministic H·X, same path).
 
     ``n_enough``: stop as soon as the ``n_enough`` Ritz pairs nearest the centre have converged (the
     caller needs only those; the rest of the block keeps the search space large).
     """
+    ops = block_backend(device)
     nvec = min(dim, nvec or n_want + 8)
     max_dim = min(dim, max(max_dim or 5 * nvec, 2 * nvec))
-    Vb, HVb, m, S, K, n_apply, stalled, it0 = _davidson_start(apply, dim, nvec, max_dim, seed, x0, deflate, resume)
+    deflate = None if deflate is None else ops.block(deflate)
+    Vb, HVb, m, S, K, n_apply, stalled, it0 = _davidson_start(apply, dim, nvec, max_dim, seed, x0, deflate, resume,
+                                                              ops)
     for it in range(it0, maxiter + 1):
         V, HV = Vb[:, :m], HVb[:, :m]
         if snapshot is not None and m <= 2 * nvec:
-            snapshot({"V": V, "HV": HV, "S": S, "K": K, "it": it, "n_apply": n_apply, "stalled": stalled})
+            snapshot(ops.snapshot({"V": V, "HV": HV, "S": S, "K": K, "it": it, "n_apply": n_apply,
+                                   "stalled": stalled}))
         theta, Y = _folded_ritz(S, K, center, nvec)
-        X, HX = V @ Y, HV @ Y  # Ritz vectors and their images: residuals, restart and result
-        R = X * -theta
+        Yd = ops.lift(Y)
+        X, HX = V @ Yd, HV @ Yd  # Ritz vectors and their images: residuals, restart and result
+        R = X * ops.lift(-theta)
         R += HX
-        res = _column_norms(R)
+        res = ops.column_norms(R)
         order = np.argsort(np.abs(theta - center))
         want = order[:n_want]
         if progress is not None:
@@ -316,7 +299,7 @@ def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
             break
         active = [i for i in order if res[i] >= tol][:nvec]
         if len(active) < R.shape[1]:
-            R = R[:, active]
+            R = ops.cols(R, active)
         T = precond(R) if precond is not None else R
         del R
         if m + len(active) > max_dim:  # thick restart on the Ritz vectors (orthonormal: Y is)
@@ -325,20 +308,19 @@ def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
             S, K = np.diag(theta).astype(complex), Y.conj().T @ K @ Y
             V, HV = Vb[:, :m], HVb[:, :m]
         X = HX = None  # freed before H·T (the memory peak); formed again at the next iteration
-        T = _orthonormalise(T, deflate, V)
+        T = _orthonormalise(T, deflate, V, ops=ops)
         k = T.shape[1]
         if k == 0:
             stalled = True  # nothing new to add: the next pass forms the Ritz pairs and stops
             continue
         HT = apply(T)
         n_apply += k
-        ST, KT = _hdot(V, HT), _hdot(HV, HT)
-        S = np.block([[S, ST], [ST.conj().T, _hdot(T, HT)]])
-        K = np.block([[K, KT], [KT.conj().T, _hdot(HT, HT)]])
+        S, K = _grow(S, K, V, HV, T, HT, ops)
         Vb[:, m:m + k], HVb[:, m:m + k] = T, HT
         m += k
         del T, HT
     want = np.sort(want)
-    return EigenResult(values=theta[want], vectors=X[:, want], residuals=res[want], iterations=it, n_apply=n_apply,
-                       converged=bool(res[want].max() < tol),
-                       info={"center": center, "nvec": nvec, "max_dim": max_dim, "method": "folded-davidson"})
+    return EigenResult(values=theta[want], vectors=ops.host(ops.cols(X, want)), residuals=res[want], iterations=it,
+                       n_apply=n_apply, converged=bool(res[want].max() < tol),
+                       info={"center": center, "nvec": nvec, "max_dim": max_dim, "method": "folded-davidson",
+                             "blocks": ops.name})

@@ -5,7 +5,8 @@ Hamiltonian is built on a grid of spacing ``spacing_B`` (0.5 Bohr default, seed 
 cubic↔orthorhombic weights come from the Pb–I–Pb angles, and the states on both sides of a reference
 energy inside the gap are found on the folded spectrum (H − ε)² by block Davidson (default; scipy's
 LOBPCG as the alternative). H·X runs on the fast torch path
-(:mod:`.torch_apply`; CPU by default, ``device="cuda"`` on a GPU, ``device="numpy"`` the reference). Before anything
+(:mod:`.torch_apply`; CPU by default, ``device="cuda"`` on a GPU, ``device="numpy"`` the reference); on a GPU
+the Davidson's tall-block algebra stays there too (:data:`TORCH_BLOCKS`). Before anything
 large is allocated the memory is estimated and a too-large request is refused in one line.
 The converged states are checkpointed (npz, atomic write) and reused by a rerun with equal inputs; a
 rerun that asks for more states per side (all else equal) keeps them and searches only beyond them.
@@ -70,7 +71,8 @@ class StatesSettings(BaseModel):
     interpolate: bool = Field(True, description="per-atom cubic↔orthorhombic mixing from Pb–I–Pb angles")
     phase: str | None = Field(None, description="force one Table S4 set ('cubic'/'orthorhombic') instead")
     seed: int = 0
-    device: str = Field("cpu", description="torch device of H·X (cpu, cuda); numpy = the reference path")
+    device: str = Field("cpu", description="torch device of H·X and, on a GPU, of the Davidson's block "
+                        "algebra (cpu, cuda); numpy = the reference path")
     precision: str = Field("double", pattern="^(double|single)$",
                            description="H·X in complex128 or complex64 (single: ≈1e-6 relative error)")
 
@@ -90,6 +92,13 @@ SOLVER_OVERHEAD = 3.0
 #: one core shared with a second run). The model takes the larger count and the newer ratio.
 DAVIDSON_HX_PER_VECTOR = 540
 DAVIDSON_OVERHEAD = 5.0
+#: Where block Davidson's tall-block algebra (V, H·V, Ritz vectors, residuals, orthonormalisation) runs:
+#: on the torch device of H·X for a GPU (no host round trip of the block per iteration), but numpy for
+#: ``device="cpu"``: torch's CPU algebra measured 4–8 % slower on one core (benchmarks/bench_davidson_blocks.py,
+#: n = 2 cube, 24-vector blocks, seconds besides H·X and the preconditioner: 27³ at 1.5 Bohr, 30 iterations,
+#: 4 alternating runs each, 4.65 vs 4.49 s and 4.63 vs 4.28 s; 40³ at 1.0 Bohr, 20 iterations, 11.25 vs
+#: 10.59 s), and the default path stays the reference's arithmetic, bit for bit.
+TORCH_BLOCKS = "cuda"
 
 
 def states_seconds(n_points: int, s: "StatesSettings", centres: int = 2) -> float:
@@ -198,12 +207,13 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
     t0 = time.perf_counter()
     w = weights(atoms, s)
     H = grid_hamiltonian(cell, frac, atoms.get_chemical_symbols(), w, s.spacing_B, r_cut=s.r_cut_B)
-    apply, pre = H.apply, kinetic_preconditioner(H, s.precond_shift_Ha)
+    apply, pre, blocks = H.apply, kinetic_preconditioner(H, s.precond_shift_Ha), None
     if s.device != "numpy":
         from qdlab.electronic.pseudopotential.torch_apply import TorchApply
 
         fast = TorchApply(H, s.device, s.precision)
         apply, pre = fast, fast.preconditioner(s.precond_shift_Ha)
+        blocks = fast.dev if fast.dev.type == TORCH_BLOCKS else None
     writer, resume = None, None
     if checkpoint is not None:
         from qdlab.electronic.pseudopotential.partial import PartialWriter, load_partial, partial_path
@@ -215,7 +225,7 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
     if resume is None and smaller is not None:
         resume = seed_search(smaller, s.ref_eV / HARTREE_EV, s.n_above)
     e, vecs, res = gap_states(H, s.ref_eV / HARTREE_EV, s.n_below, s.n_above, s, progress, apply=apply,
-                              precond=pre, partial=writer, resume=resume)
+                              precond=pre, partial=writer, resume=resume, device=blocks)
     ref = s.ref_eV / HARTREE_EV
     occ = e < ref
     psi = vecs.T.reshape((len(e), 2) + shape) / np.sqrt(H.dV)
@@ -343,7 +353,8 @@ def _out_of_calls(partial, nxt, counts: tuple[int, int, int, int], ref: float, t
 
 
 def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, progress=None, apply=None,
-               precond=None, partial: "PartialWriter | None" = None, resume: "SearchState | None" = None):
+               precond=None, partial: "PartialWriter | None" = None, resume: "SearchState | None" = None,
+               device=None):
     """Eigenpairs on both sides of ``ref`` (Hartree) by a folded-spectrum solver (block Davidson or
     LOBPCG, ``s.solver``) around moving centres.
 
@@ -359,6 +370,8 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
     more centres cover the rest.
     ``partial`` saves the search at each call's start and the Davidson state every ``s.checkpoint_s``;
     ``resume`` (its saved state) continues a killed search where it stopped, with the same arithmetic.
+    ``device``: a torch device for block Davidson's tall-block algebra (``apply``, ``precond`` then take
+    tensors there, as :class:`.TorchApply`'s do); None: numpy. Found states and checkpoints stay numpy.
     Returns (energies, vectors (2n, k), EigenResult of those states: their residuals ‖Hx − εx‖, the last
     call's iteration and H·X counts), n_below highest below and n_above lowest above ``ref``.
     """
@@ -386,6 +399,8 @@ def gap_states(H, ref: float, n_below: int, n_above: int, s: StatesSettings, pro
             partial.start_call(SearchState(attempt, centre, list(covered), found_e, found_v), write=inner is None)
             if s.solver == "davidson":
                 extra = {"resume": inner, "snapshot": partial.snapshot}
+        if device is not None and s.solver == "davidson":
+            extra["device"] = device
         if EARLY_MARGIN is not None and s.solver == "davidson" and centre != ref:
             extra["n_enough"] = min(per, (n_above - len(above) if centre > ref else n_below - len(below)) + EARLY_MARGIN)
         res = solver(apply, H.dim, per, centre, precond=pre, nvec=per + s.extra, tol=s.tol_Ha,

@@ -47,7 +47,8 @@ class TorchApply:
     """Callable X ↦ H·X of a grid-mode :class:`SpinorHamiltonian` with torch on ``device``.
 
     ``precision``: "double" (complex128, equal to the reference to rounding) or "single"
-    (complex64). Accepts and returns numpy arrays of shape (2n,) or (2n, nvec).
+    (complex64). Accepts and returns numpy arrays of shape (2n,) or (2n, nvec), or torch tensors
+    (2n, nvec) on ``device`` (kept there: the block solver's device path).
     """
 
     def __init__(self, H: SpinorHamiltonian, device: str = "cpu", precision: str = "double",
@@ -81,7 +82,11 @@ class TorchApply:
         self.ls = t(_LS, dtype=self.cplx, device=self.dev)
         self.n_apply, self.seconds = 0, 0.0  # spinors multiplied and wall seconds spent in H·X
 
-    def __call__(self, X: np.ndarray) -> np.ndarray:
+    def __call__(self, X):
+        """H·X for a numpy block (returned as complex128 numpy) or a torch tensor on this device
+        (returned as a tensor of its dtype, no host round trip: the block solver's device path)."""
+        if isinstance(X, self.torch.Tensor):
+            return self._call_tensor(X)
         t0 = time.perf_counter()
         X2 = np.asarray(X).reshape(self.H.dim, -1)
         self.n_apply += X2.shape[1]
@@ -96,19 +101,40 @@ class TorchApply:
         self.seconds += time.perf_counter() - t0
         return out[:, 0] if np.ndim(X) == 1 else out
 
+    def _call_tensor(self, x):
+        """H·x for a (2n, nv) tensor on this device, in chunks of ``chunk`` columns, in x's dtype."""
+        t0 = time.perf_counter()
+        self.n_apply += x.shape[1]
+        if x.shape[1] <= self.chunk:
+            out = self.apply_tensor(x).to(x.dtype)
+        else:
+            out = self.torch.empty_like(x)
+            for s in range(0, x.shape[1], self.chunk):
+                out[:, s:s + self.chunk] = self.apply_tensor(x[:, s:s + self.chunk])
+        if self.dev.type == "cuda":
+            self.torch.cuda.synchronize(self.dev)  # so that ``seconds`` is the product's time, not its launch
+        self.seconds += time.perf_counter() - t0
+        return out
+
     def preconditioner(self, shift_Ha: float = 1.0):
-        """X ↦ IFFT[FFT(X)/(T_G + shift)²]: the kinetic approximation of ((H − ε)²)⁻¹ (numpy in/out)."""
+        """X ↦ IFFT[FFT(X)/(T_G + shift)²]: the kinetic approximation of ((H − ε)²)⁻¹; numpy in and out,
+        or a tensor on this device in and out (in its dtype)."""
         inv = 1.0 / (self.kin + shift_Ha) ** 2
         torch, H = self.torch, self.H
 
-        def apply(X: np.ndarray) -> np.ndarray:
-            X2 = np.asarray(X).reshape(H.dim, -1)
-            nv = X2.shape[1]
-            g = torch.as_tensor(X2, device=self.dev).to(self.cplx).reshape(2, H.n, nv)
+        def filt(g):
+            nv = g.shape[1]
+            g = g.to(self.cplx).reshape(2, H.n, nv)
             g = torch.fft.fftn(g.permute(0, 2, 1).reshape((2 * nv,) + tuple(H.fft_shape)), dim=(1, 2, 3))
             g *= inv
             g = torch.fft.ifftn(g, dim=(1, 2, 3), out=g).reshape(2, nv, H.n).permute(0, 2, 1)
-            return g.reshape(H.dim, nv).cpu().numpy().astype(complex, copy=False)
+            return g.reshape(H.dim, nv)
+
+        def apply(X):
+            if isinstance(X, torch.Tensor):
+                return filt(X).to(X.dtype)
+            X2 = np.asarray(X).reshape(H.dim, -1)
+            return filt(torch.as_tensor(X2, device=self.dev)).cpu().numpy().astype(complex, copy=False)
 
         return apply
 
