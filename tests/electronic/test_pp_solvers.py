@@ -49,19 +49,23 @@ def test_folded_davidson_matches_dense(small_grid):
 
 
 def test_folded_davidson_stops_when_the_nearest_are_enough(small_grid):
-    """``n_enough = 2`` of a 6-state block: the run stops once the 2 states nearest the centre have
-    converged, with fewer H·X than converging all 6, and those 2 are the dense eigenvalues nearest the
-    centre (1e-6 Ha), residuals below tol."""
+    """``n_enough = 2`` of a 6-state block: the run stops at the first iteration where the 2 states
+    nearest the centre have converged (one iteration earlier they had not), and those 2 are the dense
+    eigenvalues nearest the centre (1e-6 Ha), residuals below tol. At 0.6 of the gap (the conduction
+    Kramers pair nearest) that is far fewer H·X than converging all 6 (measured 1847 against 2339); at 0.3
+    both took 682 on one machine and fewer on another, so the saving is asserted where its margin is large."""
     H, w = small_grid
-    ref = w[25] + 0.3 * (w[26] - w[25])
+    ref = w[25] + 0.6 * (w[26] - w[25])
     near = np.sort(w[np.argsort(np.abs(w - ref))[:2]])
     kw = dict(precond=kinetic_preconditioner(H, 3.0), tol=1e-7, maxiter=1500)
     full = folded_davidson(H.apply, H.dim, 6, ref, **kw)
     part = folded_davidson(H.apply, H.dim, 6, ref, n_enough=2, **kw)
     order = np.argsort(np.abs(part.values - ref))[:2]
-    assert full.converged and part.n_apply < full.n_apply
+    assert full.converged and part.n_apply < 0.9 * full.n_apply
     assert part.residuals[order].max() < 1e-7
     assert np.abs(np.sort(part.values[order]) - near).max() < 1e-6
+    before = folded_davidson(H.apply, H.dim, 6, ref, **(kw | {"maxiter": part.iterations - 1}))
+    assert before.residuals[np.argsort(np.abs(before.values - ref))[:2]].max() >= 1e-7
 
 
 @pytest.mark.parametrize("solver,block", [("davidson", None), ("lobpcg", None), ("davidson", 3)])
