@@ -95,6 +95,18 @@ def _copy(snap) -> dict:
     return {k: np.array(v, copy=True) for k, v in snap.items()}
 
 
+def _snapshotted_run(small_grid, device: str):
+    """4 states at mid-gap with H·X, preconditioner and block algebra on ``device``, every snapshot kept:
+    (operator, reference energy, solver keywords, snapshots, result)."""
+    H, w, _ = small_grid
+    ref = 0.5 * (w[25] + w[26])
+    A = TorchApply(H, device)
+    kw = dict(precond=A.preconditioner(3.0), tol=1e-10, maxiter=1500, nvec=6, max_dim=18)
+    snaps: list[dict] = []
+    res = folded_davidson(A, H.dim, 4, ref, device=device, snapshot=lambda s: snaps.append(_copy(s)), **kw)
+    return A, ref, kw, snaps, res
+
+
 def test_torch_snapshots_are_numpy_and_resume_on_either_path(small_grid, tmp_path):
     """A tensor-path run's snapshots hold numpy arrays; resumed from one (a run killed there) on the tensor
     path it gives the uninterrupted run's states (to round-off), and the same snapshot, written to the
@@ -102,11 +114,7 @@ def test_torch_snapshots_are_numpy_and_resume_on_either_path(small_grid, tmp_pat
     from qdlab.electronic.pseudopotential.partial import PartialWriter, load_partial
 
     H, w, _ = small_grid
-    ref = 0.5 * (w[25] + w[26])
-    A = TorchApply(H, "cpu")
-    kw = dict(precond=A.preconditioner(3.0), tol=1e-10, maxiter=1500, nvec=6, max_dim=18)
-    snaps: list[dict] = []
-    full = folded_davidson(A, H.dim, 4, ref, device="cpu", snapshot=lambda s: snaps.append(_copy(s)), **kw)
+    A, ref, kw, snaps, full = _snapshotted_run(small_grid, "cpu")
     assert full.converged and len(snaps) >= 4
     writer = PartialWriter(tmp_path / "x.partial.npz", "key", H.dim, 0.0)
     written = []
@@ -172,11 +180,7 @@ def test_cuda_blocks_match_dense(small_grid):
     """On a GPU: H·X, preconditioner and the whole block algebra on CUDA give the dense eigenvalues to
     1e-10 Ha, and a CUDA snapshot resumes on the numpy path."""
     H, w, _ = small_grid
-    ref = 0.5 * (w[25] + w[26])
-    A = TorchApply(H, "cuda")
-    kw = dict(precond=A.preconditioner(3.0), tol=1e-10, maxiter=1500, nvec=6, max_dim=18)
-    snaps: list[dict] = []
-    got = folded_davidson(A, H.dim, 4, ref, device="cuda", snapshot=lambda s: snaps.append(_copy(s)), **kw)
+    A, ref, kw, snaps, got = _snapshotted_run(small_grid, "cuda")
     assert got.converged and np.abs(got.values - _nearest(w, ref, 4)).max() < 1e-10
     cpu = TorchApply(H, "cpu")
     kw["precond"] = cpu.preconditioner(3.0)
