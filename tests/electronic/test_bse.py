@@ -104,6 +104,37 @@ def test_iterative_bse_equals_dense_diagonalisation():
         k.subset(4, 1)
 
 
+def test_basis_series_rows_equal_kernels_built_on_the_smaller_bases():
+    """``basis_series``: the row for k states is the fine structure of the kernel built on those k electron
+    and k hole states alone (1e-10 eV), the full k that of the whole kernel; a k that splits a degenerate
+    pair is flagged; a k beyond the kernel is one line."""
+    from qdlab.electronic.bse import fine_structure
+    from qdlab.errors import QdlabError
+    from qdlab.workflows.excitons import basis_series
+
+    rng = np.random.default_rng(3)
+    X, Y, Z = _grid()
+    g = np.exp(-(X**2 + Y**2 + Z**2) / (2 * 2.0**2))
+    orbs = [g * (1 + 0.3 * rng.standard_normal() * X + 0.3 * rng.standard_normal() * Z) for _ in range(4)]
+    psi, dV = _spinors(orbs)
+    q, _ = np.linalg.qr(psi.reshape(8, -1).T)
+    psi = (q.T / np.sqrt(dV)).reshape(8, 2, N, N, N)
+    e_c, e_v = np.array([0.10, 0.13, 0.13, 0.16]), np.array([-0.02, -0.05, -0.07, -0.07])
+    k = build_kernel(psi[:4], psi[4:], e_c, e_v, np.eye(3) * L, dV)
+    rows = basis_series(k, [4, 2, 1], eps=3.0)
+    assert [r["k"] for r in rows] == [1, 2, 4]
+    for r in rows:
+        n = r["k"]
+        alone = fine_structure(solve_bse(build_kernel(psi[:n], psi[4:4 + n], e_c[:n], e_v[:n], np.eye(3) * L, dV), 3.0))
+        assert r["lowest_eV"] == pytest.approx(alone["lowest_eV"], abs=1e-10)
+        assert r["bright_dark_meV"] == pytest.approx(alone["bright_dark_meV"], abs=1e-7)
+        assert r["optical_gap_eV"] == pytest.approx(alone["bright_eV"][0], abs=1e-10)
+    assert rows[-1]["lowest_eV"] == pytest.approx(fine_structure(solve_bse(k, 3.0))["lowest_eV"], abs=1e-12)
+    assert [r["cuts_multiplet"] for r in rows] == [False, True, False]   # k = 2 keeps one of 0.13/0.13
+    with pytest.raises(QdlabError, match="outside 1…4"):
+        basis_series(k, [5], eps=3.0)
+
+
 def _pair_energy(vg, rho1, rho2, dV):
     from qdlab.electronic.bse import convolve
 

@@ -82,11 +82,24 @@ def test_states_checkpoint_bse_rescreen_and_cli(tmp_path, monkeypatch):
     write(tmp_path / "pbi6.xyz", PBI6)
     cli_dir = tmp_path / "cli"
     r = CliRunner().invoke(app, ["excitons", str(tmp_path / "pbi6.xyz"), "--spacing", "2", "--vacuum", "1",
-                                 "--electrons", "2", "--holes", "2", "-o", str(cli_dir), "--json"])
+                                 "--electrons", "2", "--holes", "2", "-o", str(cli_dir), "--json", "--basis-series", "2,1"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["energies_eV"] == pytest.approx(rescreen(cli_dir, "pbi6", out["eps"]).energies_eV[:4], abs=1e-12)
+    # the basis series: k = 2 is the whole 2 + 2 kernel, so its lowest exciton is the run's; saved beside it
+    assert [r["k"] for r in out["basis_series"]] == [1, 2]
+    assert out["basis_series"][1]["lowest_eV"] == pytest.approx(out["energies_eV"][0], abs=1e-12)
+    assert json.loads((cli_dir / "pbi6.basis_series.json").read_text()) == out["basis_series"]
     assert (cli_dir / "pbi6.excitons.png").exists() and (cli_dir / "pbi6.states.npz").exists()
+
+
+def test_cli_basis_series_bad_sizes_are_one_line(tmp_path):
+    """A malformed ``--basis-series`` ends in one ``error:`` line before any state is computed."""
+    write(tmp_path / "pbi6.xyz", PBI6)
+    r = CliRunner().invoke(app, ["excitons", str(tmp_path / "pbi6.xyz"), "--basis-series", "8,x", "-o",
+                                 str(tmp_path / "out")])
+    assert r.exit_code != 0 and "basis-series takes comma-separated" in r.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_bands_cubic_json_and_output(tmp_path):

@@ -120,13 +120,20 @@ def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (x
                  eps_xyz: tuple[float, float, float] = typer.Option(
                      None, "--eps-xyz", help="anisotropic ε_x ε_y ε_z (seed's split kernel)"),
                  coulomb: str = typer.Option("truncated", "--coulomb", help="cluster kernel: truncated | split"),
+                 series: str = typer.Option(None, "--basis-series",
+                                            help="also solve on the lowest k electron + highest k hole states for "
+                                                 "each k, e.g. 8,16,32 (subsets of the one kernel: convergence "
+                                                 "in the BSE basis)"),
                  output: Path = typer.Option(Path("excitons"), "--output", "-o", help="work folder (checkpoints, plot)"),
                  as_json: bool = JSON_OPT) -> None:
     """Exciton fine structure (BSE, TDA): energies, ⟨S²⟩, bright–dark splitting, spectrum plot."""
     from qdlab.electronic.bse import EPS_CSPBI3
     from qdlab.report.exciton_plots import plot_excitons
-    from qdlab.workflows.excitons import ExcitonSettings, ExcitonUnit, evaluate_exciton_unit, rescreen
+    from qdlab.workflows.excitons import (ExcitonSettings, ExcitonUnit, basis_series, evaluate_exciton_unit, rescreen,
+                                          stored_kernel)
+    from qdlab.store.files import write_text
 
+    sizes = _sizes(series)
     atoms = load_structure(structure)
     st = _settings(spacing, vacuum, max(n_states, n_holes or 0), max(n_states, n_electrons or 0), ref, max_memory,
                    phase, device, precision, block, checkpoint_every, max_calls)
@@ -140,6 +147,9 @@ def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (x
         row = evaluate_exciton_unit(ExcitonUnit(name, atoms), settings, output)
     plot = plot_excitons(rescreen(output, name, None if eps_xyz else settings.eps), output / f"{name}.excitons.png")
     row["plot"] = str(plot)
+    if sizes:
+        row["basis_series"] = basis_series(stored_kernel(output, name), sizes, None if eps_xyz else settings.eps)
+        write_text(output / f"{name}.basis_series.json", json.dumps(row["basis_series"], indent=1, default=float))
     if as_json:
         emit_json(row)
         return
@@ -152,3 +162,26 @@ def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (x
     console.print(t)
     console.print(f"gap {row['gap_eV']:.3f} eV, optical gap {row['optical_gap_eV']:.3f} eV, "
                   f"binding {row['binding_eV']:.3f} eV, bright–dark {row.get('bright_dark_meV', float('nan')):.2f} meV")
+    if sizes:
+        console.print(_series_table(row["basis_series"]))
+
+
+def _sizes(text: str | None) -> list[int]:
+    """``--basis-series`` "8,16,32" → [8, 16, 32] (one-line error on anything else)."""
+    if not text:
+        return []
+    try:
+        return [int(k) for k in text.split(",")]
+    except ValueError as exc:
+        raise QdlabError(f"--basis-series takes comma-separated state counts (e.g. 8,16,32), not {text!r}") from exc
+
+
+def _series_table(rows: list[dict]) -> Table:
+    t = Table(title="BSE basis series (k electron + k hole states, one kernel)")
+    for c in ("k", "optical gap (eV)", "lowest ⟨S²⟩", "bright − dark (meV)", "bright splittings (meV)", "cuts a multiplet"):
+        t.add_column(c)
+    for r in rows:
+        split = " / ".join(f"{x:.2f}" for x in r.get("bright_splittings_meV", [])[1:]) or "–"
+        t.add_row(str(r["k"]), f"{r['optical_gap_eV']:.4f}", f"{r['lowest_s2']:.2f}",
+                  f"{r.get('bright_dark_meV', float('nan')):.1f}", split, "yes" if r["cuts_multiplet"] else "no")
+    return t

@@ -7,7 +7,8 @@ plan → evaluate → assemble, as every long workflow:
   (``<name>.excitons.json``), each written atomically and reused when the inputs match;
 - :func:`assemble_excitons` collects the rows (gap, lowest exciton ⟨S²⟩, bright–dark and bright
   splittings) in size order.
-:func:`rescreen` reruns the BSE with another ε from the stored kernels (no states recomputed).
+:func:`rescreen` reruns the BSE with another ε from the stored kernels (no states recomputed), and
+:func:`basis_series` solves it on smaller bases from the same kernel (convergence in the basis size).
 Energies in eV, lengths in Å at this boundary.
 """
 
@@ -153,16 +154,45 @@ def assemble_excitons(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: r["n_atoms"])
 
 
+def stored_kernel(workdir: str | Path, name: str) -> BSEKernel:
+    """The BSE kernel :func:`evaluate_exciton_unit` saved for ``name`` in ``workdir`` (one-line error if none)."""
+    path = Path(workdir) / f"{name}.kernel.npz"
+    kernel = load_kernel(path)
+    if kernel is None:
+        raise QdlabError(f"no readable BSE kernel at {path}")
+    return kernel
+
+
+def basis_series(kernel: BSEKernel, sizes, eps: float | None = EPS_CSPBI3, tol_eV: float = 1e-3) -> list[dict]:
+    """BSE basis convergence from one kernel: for each k in ``sizes`` the fine structure
+    (:func:`~qdlab.electronic.bse.fine_structure`, energies eV, splittings meV) on the lowest k electron and
+    highest k hole states — subsets of the stored integrals, so the series costs no new ones.
+    ``cuts_multiplet``: the k-th and (k+1)-th electron or hole states are degenerate within ``tol_eV``
+    (a basis that keeps part of a Kramers pair or multiplet; its row depends on which partner was kept).
+    ``eps`` None for a kernel screened with ``eps_xyz`` (solved as stored)."""
+    n_c, n_v = len(kernel.e_c), len(kernel.e_v)
+    bad = [k for k in sizes if not 1 <= int(k) <= min(n_c, n_v)]
+    if bad:
+        raise QdlabError(f"basis size {bad[0]} outside 1…{min(n_c, n_v)} (the kernel holds {n_c} electron and "
+                         f"{n_v} hole states)")
+    tol = tol_eV / HARTREE_EV
+    rows = []
+    for k in sorted({int(k) for k in sizes}):
+        exc = solve_bse(kernel.subset(k, k), eps)
+        fs = fine_structure(exc)
+        cut = any(k < len(e) and abs(e[k] - e[k - 1]) < tol for e in (kernel.e_c, kernel.e_v))
+        rows.append({"k": k, "optical_gap_eV": fs.get("bright_eV", [float("nan")])[0], **fs,
+                     "cuts_multiplet": bool(cut)})
+    return rows
+
+
 def rescreen(workdir: str | Path, name: str, eps: float | None = None) -> Excitons:
     """BSE with another isotropic ε from the stored bare kernels of ``name`` (no states recomputed).
 
     A kernel built with anisotropic ``eps_xyz`` already holds its screened direct term: it is solved
     as stored (``eps`` None); another ε needs the direct integrals again (:func:`evaluate_exciton_unit`).
     """
-    path = Path(workdir) / f"{name}.kernel.npz"
-    kernel = load_kernel(path)
-    if kernel is None:
-        raise QdlabError(f"no readable BSE kernel at {path}")
+    kernel = stored_kernel(workdir, name)
     if kernel.anisotropic and eps is not None:
         raise QdlabError("this kernel was screened with anisotropic eps_xyz; rerun the unit with the new ε "
                          "(the states are reused, the direct integrals are recomputed)")
