@@ -19,6 +19,9 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 PRELUDE = """
 import os, signal, sys, time
 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # as a shell starts it, whatever the test's state
+# and with Python's own handler: started in the background (nohup, `cmd &` without job control) SIGINT is
+# inherited as ignored, Python then installs no handler, and the "without the net" cases never see the press
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from qdlab.interrupts import deferred_sigint, install_sigint_net, interrupt_reported
 
 def press():
