@@ -169,7 +169,7 @@ def gap_cmd(structure: Path = typer.Argument(..., help="Structure (one frame) or
 @guarded
 def fit_cmd(frames: Path = typer.Argument(..., help="Structures (extxyz) with a reference gap in info[KEY] (eV)."),
             key: str = typer.Option("gap_eV", "--key", help="info key of the reference gap (eV)."),
-            fit: list[str] = typer.Option(["eta"], "--fit", help="Parameter to fit: eta, shift:ELEMENT:ORBITAL, onsite:ELEMENT:ORBITAL or bond:A-B:KEY "
+            fit: list[str] = typer.Option(["eta"], "--fit", help="Parameter to fit: eta, shift:ELEMENT:ORBITAL, strain:ELEMENT:ORBITAL, onsite:ELEMENT:ORBITAL or bond:A-B:KEY "
                                           "(shift: of undercoordinated atoms only); repeatable."),
             params: str = PARAMS_OPT, soc: bool = SOC_OPT,
             absolute: bool = typer.Option(False, "--absolute", help="Fit absolute gaps (default: gap changes about the mean)."),

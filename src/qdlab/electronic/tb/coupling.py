@@ -38,6 +38,11 @@ def level_gradient(sol: TBSolution, index: int, n_atoms: int, tol_eV: float = 1e
     dB = sk_block_derivatives(sys.D, sys.V0, sys.scale, sys.dscale)        # (n_pairs, 3, 4, 4)
     pi, pj = psi[:, sys.pair_i], psi[:, sys.pair_j]                        # (m, n_pairs, 4, 2)
     c = 2.0 * np.einsum("mpas,pcab,mpbs->pc", pi.conj(), dB, pj).real / len(cols)
+    if sys.strain_kappa is not None:   # on-site strain term: κ·Σ[(d0/d)² − 1] on both atoms of each bond
+        dens = (np.abs(psi) ** 2).sum(axis=3).sum(axis=0) / len(cols)          # (n_tb, 4)
+        w = (dens * sys.strain_kappa).sum(axis=1)                              # ∂E/∂(Σx) per atom, eV
+        unit = sys.D / np.linalg.norm(sys.D, axis=1)[:, None]
+        c = c + ((w[sys.pair_i] + w[sys.pair_j]) * sys.strain_dx)[:, None] * unit
     g_tb = np.zeros((len(sys.symbols), 3))
     np.add.at(g_tb, sys.pair_j, c)
     np.add.at(g_tb, sys.pair_i, -c)

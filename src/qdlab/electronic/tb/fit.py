@@ -1,4 +1,5 @@
-"""Fit the Harrison exponent η, undercoordination shifts, on-site energies and bond integrals to reference gaps.
+"""Fit the Harrison exponent η, undercoordination shifts, on-site strain terms, on-site energies and bond
+integrals to reference gaps.
 
 Reference data: structures with a reference gap each (e.g. DFT HOMO–LUMO gaps of distorted small
 clusters from qdlab's CP2K engine, or imported). By default the fit is *relative*: it matches the gap
@@ -24,9 +25,10 @@ _BOND_KEYS = ("ss_sigma", "sp_sigma", "ps_sigma", "pp_sigma", "pp_pi")
 
 def _apply(base: TBParams, names: list[str], x: np.ndarray) -> TBParams:
     """``base`` with the named parameters set to ``x``: ``eta``; ``shift:El:orb`` (undercoordination
-    shift); ``onsite:El:orb`` (on-site energy); ``bond:A-B:key`` (two-centre integral at d0, for the
-    pair as the set stores it)."""
+    shift); ``strain:El:orb`` (κ of the on-site strain term); ``onsite:El:orb`` (on-site energy);
+    ``bond:A-B:key`` (two-centre integral at d0, for the pair as the set stores it)."""
     shifts = {el: dict(d) for el, d in base.undercoordinated_shift_eV.items()}
+    strain = {el: dict(d) for el, d in base.onsite_strain_eV.items()}
     onsite = {el: dict(d) for el, d in base.onsite_eV.items()}
     bonds = {"-".join(b.pair): dict(b.V_eV) for b in base.bonds}
     eta = base.eta
@@ -37,11 +39,13 @@ def _apply(base: TBParams, names: list[str], x: np.ndarray) -> TBParams:
         kind, what, key = name.split(":")
         if kind == "shift":
             shifts.setdefault(what, {})[key] = float(v)
+        elif kind == "strain":
+            strain.setdefault(what, {})[key] = float(v)
         elif kind == "onsite":
             onsite[what][key] = float(v)
         else:
             bonds[what][key] = float(v)
-    return replace(base, eta=eta, undercoordinated_shift_eV=shifts, onsite_eV=onsite,
+    return replace(base, eta=eta, undercoordinated_shift_eV=shifts, onsite_strain_eV=strain, onsite_eV=onsite,
                    bonds=tuple(replace(b, V_eV=bonds["-".join(b.pair)]) for b in base.bonds))
 
 
@@ -52,15 +56,19 @@ def _current(base: TBParams, name: str) -> float:
     kind, what, key = name.split(":")
     if kind == "shift":
         return base.undercoordinated_shift_eV.get(what, {}).get(key, 0.0)
+    if kind == "strain":
+        return base.onsite_strain_eV.get(what, {}).get(key, 0.0)
     if kind == "onsite":
         return base.onsite_eV[what][key]
     return next(b.V_eV.get(key, 0.0) for b in base.bonds if "-".join(b.pair) == what)
 
 
 def _default_bounds(name: str, x0: float) -> tuple[float, float]:
-    """η ∈ [0, 8]; shifts ∈ [−3, 3] eV; on-site energies start ± 5 eV; bond integrals start ± 3 eV."""
+    """η ∈ [0, 8]; shifts ∈ [−3, 3] eV; strain κ ∈ [−5, 5] eV; on-site energies start ± 5 eV; bond integrals
+    start ± 3 eV."""
     kind = name.split(":")[0]
-    return {"eta": (0.0, 8.0), "shift": (-3.0, 3.0), "onsite": (x0 - 5.0, x0 + 5.0)}.get(kind, (x0 - 3.0, x0 + 3.0))
+    return {"eta": (0.0, 8.0), "shift": (-3.0, 3.0), "strain": (-5.0, 5.0),
+            "onsite": (x0 - 5.0, x0 + 5.0)}.get(kind, (x0 - 3.0, x0 + 3.0))
 
 
 def _check_names(base: TBParams, names: list[str]) -> None:
@@ -68,10 +76,11 @@ def _check_names(base: TBParams, names: list[str]) -> None:
     for name in names:
         parts = name.split(":")
         ok = name == "eta" or (len(parts) == 3 and (
-            (parts[0] in ("shift", "onsite") and parts[1] in base.orbitals and parts[2] in base.orbitals[parts[1]])
+            (parts[0] in ("shift", "strain", "onsite") and parts[1] in base.orbitals and parts[2] in base.orbitals[parts[1]])
             or (parts[0] == "bond" and parts[1] in pairs and parts[2] in _BOND_KEYS)))
         if not ok:
-            raise QdlabError(f"fit parameter {name!r}: use eta, shift:ELEMENT:ORBITAL, onsite:ELEMENT:ORBITAL "
+            raise QdlabError(f"fit parameter {name!r}: use eta, shift:ELEMENT:ORBITAL, strain:ELEMENT:ORBITAL, "
+                             "onsite:ELEMENT:ORBITAL "
                              f"(orbitals of the set: {', '.join(f'{e}:{o}' for e, oo in base.orbitals.items() for o in oo)}) "
                              f"or bond:PAIR:KEY (pairs {', '.join(pairs)}; keys {', '.join(_BOND_KEYS)})")
 

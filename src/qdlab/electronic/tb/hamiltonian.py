@@ -39,6 +39,8 @@ class TBSystem:
     slot_active: np.ndarray      # (n_tb, 4) bool
     onsite: np.ndarray           # (n_tb, 4) eV (0 for inactive slots)
     soc: np.ndarray              # (n_tb,) λ, eV
+    strain_kappa: np.ndarray | None = None   # (n_tb, 4) κ of the on-site strain term per slot, eV (None: no term)
+    strain_dx: np.ndarray | None = None      # (n_pairs,) d[(d0/d)² − 1]/dd of nearest-neighbour bonds (0 else), 1/Å
 
     @property
     def n_orb(self) -> int:
@@ -118,12 +120,28 @@ def _bond_table(params: TBParams, symbols: np.ndarray, i, j, D):
     return keep, row[keep]
 
 
-def _coordination(params: TBParams, symbols, i, j, d, n_tb: int) -> np.ndarray:
-    """Nearest-neighbour count per TB atom (bonds of the shortest-d0 kind within r_on)."""
+def _nearest(params: TBParams, symbols, i, j, d) -> np.ndarray:
+    """Mask of the pairs that are bonds of the shortest-d0 kind within its r_on (the B–X bonds)."""
     nn = min(params.bonds, key=lambda b: b.d0_A)
-    pair_ok = ((symbols[i] != symbols[j]) | (nn.pair[0] == nn.pair[1])) & np.isin(symbols[i], nn.pair) & \
+    return ((symbols[i] != symbols[j]) | (nn.pair[0] == nn.pair[1])) & np.isin(symbols[i], nn.pair) & \
         np.isin(symbols[j], nn.pair) & (d < nn.r_on_A)
-    return np.bincount(i[pair_ok], minlength=n_tb) + np.bincount(j[pair_ok], minlength=n_tb)
+
+
+def _per_atom(values: np.ndarray, i, j, n_tb: int, pbc: bool) -> np.ndarray:
+    """Σ over each atom's pairs (periodic pair lists hold both directions, cluster lists i < j once)."""
+    out = np.bincount(i, values, minlength=n_tb)
+    return out if pbc else out + np.bincount(j, values, minlength=n_tb)
+
+
+def _strain(params: TBParams, symbols, nn: np.ndarray, d: np.ndarray, d0: np.ndarray):
+    """Per-slot κ (n_tb, 4), the bond term x = (d0/d)² − 1 and dx/dd (0 off the nearest-neighbour bonds)."""
+    kappa = np.zeros((len(symbols), 4))
+    for el, k in params.onsite_strain_eV.items():
+        m = symbols == el
+        kappa[m, 0] = k.get("s", 0.0)
+        kappa[m, 1:] = k.get("p", 0.0)
+    x = np.where(nn, (d0 / d) ** 2 - 1.0, 0.0)
+    return kappa, x, np.where(nn, -2.0 * d0**2 / d**3, 0.0)
 
 
 def _onsite(params: TBParams, symbols: np.ndarray, coord: np.ndarray, pbc: bool) -> np.ndarray:
@@ -159,14 +177,17 @@ def prepare(atoms: Atoms, params: TBParams, require_network: bool = True) -> TBS
                          f"{params.bond(B, X)[0].r_max_A if params.bond(B, X) else '?'} Å)")
     d = np.linalg.norm(D, axis=1)
     s, ds = radial(d, row[:, 5], params.eta, row[:, 6], row[:, 7])
-    coord = _coordination(params, symbols, i, j, d, len(symbols))
-    if pbc:
-        coord = coord // 2
+    nn = _nearest(params, symbols, i, j, d)
+    coord = _per_atom(nn.astype(float), i, j, len(symbols), pbc).astype(int)
     active = np.array([[("s" in params.orbitals[e]), *(("p" in params.orbitals[e]),) * 3] for e in symbols],
                       dtype=bool).reshape(len(symbols), 4)
     soc = np.array([params.soc_lambda_eV.get(e, 0.0) for e in symbols])
-    return TBSystem(params, idx, symbols, pos, pbc, cell, i, j, D, row[:, :5], s, ds, active,
-                    _onsite(params, symbols, coord, pbc), soc)
+    onsite = _onsite(params, symbols, coord, pbc)
+    kappa = dx = None
+    if params.onsite_strain_eV:
+        kappa, x, dx = _strain(params, symbols, nn, d, row[:, 5])
+        onsite = onsite + np.where(active, kappa * _per_atom(x, i, j, len(symbols), pbc)[:, None], 0.0)
+    return TBSystem(params, idx, symbols, pos, pbc, cell, i, j, D, row[:, :5], s, ds, active, onsite, soc, kappa, dx)
 
 
 def _soc_coo(sys: TBSystem):

@@ -8,7 +8,10 @@ it brings to the TB basis, for occupation counting), ``onsite_eV``, ``soc_lambda
 V is 0 only where an orbital is absent), ``eta`` (Harrison exponent), ``bulk``
 (``a_A``, ``A``, ``B``, ``X`` of the cubic reference cell), optional ``reference`` and
 ``undercoordinated_shift_eV`` (element → {orbital: shift} for an atom with fewer bonds than in
-the bulk, scaled by the fraction of missing bonds). Energies in eV, lengths in Å.
+the bulk, scaled by the fraction of missing bonds), and optional ``onsite_strain_eV`` (element →
+{orbital: κ}: the on-site energy moves by κ·Σ_j [(d₀/d_ij)² − 1] over the atom's bonds of the
+nearest-neighbour kind, so a compressed or stretched octahedron shifts its own levels). Energies in eV,
+lengths in Å.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class TBParams:
     bulk: dict
     reference: dict = field(default_factory=dict)
     undercoordinated_shift_eV: dict[str, dict[str, float]] = field(default_factory=dict)
+    onsite_strain_eV: dict[str, dict[str, float]] = field(default_factory=dict)
     path: str = ""
 
     @property
@@ -88,7 +92,8 @@ class TBParams:
                 "bonds": [{"pair": list(b.pair), "d0_A": b.d0_A, "r_on_A": b.r_on_A, "r_max_A": b.r_max_A,
                            "V_eV": b.V_eV} for b in self.bonds],
                 "eta": self.eta, "bulk": self.bulk, "reference": self.reference,
-                "undercoordinated_shift_eV": self.undercoordinated_shift_eV}
+                "undercoordinated_shift_eV": self.undercoordinated_shift_eV,
+                **({"onsite_strain_eV": self.onsite_strain_eV} if self.onsite_strain_eV else {})}
 
 
 def _num(where: str, value) -> float:
@@ -151,13 +156,16 @@ def params_from_dict(raw: dict, path: str = "") -> TBParams:
     for key in ("B", "X"):
         if _need(bulk, key, "bulk.") not in orbs:
             raise QdlabError(f"parameter set: bulk.{key} must be an element with orbitals")
-    shifts = {el: {o: _num(f"undercoordinated_shift_eV.{el}.{o}", v) for o, v in d.items()}
-              for el, d in raw.get("undercoordinated_shift_eV", {}).items()}
+    shifts, strain = ({el: {o: _num(f"{key}.{el}.{o}", v) for o, v in d.items()} for el, d in raw.get(key, {}).items()}
+                      for key in ("undercoordinated_shift_eV", "onsite_strain_eV"))
+    for el, d in strain.items():
+        if el not in orbs or set(d) - set(orbs[el]):
+            raise QdlabError(f"parameter set: onsite_strain_eV.{el} must name orbitals of an element of the set")
     return TBParams(name=str(_need(raw, "name", "")), source=str(_need(raw, "source", "")),
                     conventions=str(raw.get("conventions", "")), orbitals=orbs, electrons=electrons,
                     onsite_eV=onsite, soc_lambda_eV=soc, bonds=bonds, eta=_num("eta", _need(raw, "eta", "")),
                     bulk=dict(bulk), reference=dict(raw.get("reference", {})), undercoordinated_shift_eV=shifts,
-                    path=path)
+                    onsite_strain_eV=strain, path=path)
 
 
 def load_params(name_or_path: str | Path) -> TBParams:
