@@ -254,22 +254,19 @@ def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
     by the new columns only. The ``nvec`` Ritz vectors of the folded problem are re-diagonalised with
     H itself; their residuals, the restart and the result all use the one product V·Y, H·V·Y per
     iteration; converged when every wanted residual ‖Hx − θx‖ < ``tol``. ``precond`` approximates
-    ((H − ε)²)⁻¹ (the kinetic filter in G space). ``deflate`` (dim, k): eigenvectors already known;
-    the search space is kept orthogonal to them, so the states returned are the nearest *other* ones.
-    V and H·V live in two preallocated (dim, max_dim) buffers (no copies as the space grows); the
-    memory peak is those 2·max_dim/nvec blocks plus ≈ 5 (Ritz vectors, images, corrections and the
-    preconditioner's work). Counts H·X in ``n_apply``.
+    ((H − ε)²)⁻¹ (the kinetic filter in G space). ``deflate`` (dim, k): known eigenvectors, kept out of
+    the search space (the states returned are the nearest *other* ones). V and H·V live in two
+    preallocated (dim, max_dim) buffers; the memory peak is those 2·max_dim/nvec blocks plus ≈ 5 (Ritz
+    vectors, images, corrections, preconditioner work). Counts H·X in ``n_apply``.
 
-    ``device`` (:mod:`.block_algebra`): None/"numpy": numpy blocks, ``apply``/``precond`` numpy in and out;
-    a torch device ("cuda"): V, H·V, Ritz vectors, residuals, corrections and the deflation set are
-    complex128 tensors there, ``apply``/``precond`` take and return them (:class:`.TorchApply`'s do), and
-    only the small projected matrices (numpy) and column norms cross. Inputs and the result are numpy.
+    ``device`` (:mod:`.block_algebra`): None/"numpy", or a torch device whose tensors then hold every tall
+    block (``apply``/``precond`` take and return them); the small projected matrices stay numpy, as do
+    the inputs, the result and the snapshots.
 
     Checkpointing: at the top of every iteration whose space is small (≤ 2·nvec columns: the start and
-    right after each thick restart) ``snapshot`` receives the whole state ({V, HV, S, K, it, n_apply,
-    stalled}, numpy on both paths; V, HV: views, or copied from the device when read; to be written before
-    returning); ``resume`` = such a dict (its V, HV are consumed) continues the run from there on either
-    path, with the same arithmetic as the uninterrupted run (bitwise on a deterministic H·X, same path).
+    after each thick restart) ``snapshot`` receives the state ({V, HV, S, K, it, n_apply, stalled}; V, HV
+    views, to be written before returning); ``resume`` = such a dict (V, HV consumed) continues on either
+    path with the uninterrupted run's arithmetic (bitwise on a deterministic H·X, same path).
 
     ``n_enough``: stop as soon as the ``n_enough`` Ritz pairs nearest the centre have converged (the
     caller needs only those; the rest of the block keeps the search space large).
