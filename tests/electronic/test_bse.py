@@ -128,7 +128,7 @@ def test_basis_series_rows_equal_kernels_built_on_the_smaller_bases():
         alone = fine_structure(solve_bse(build_kernel(psi[:n], psi[4:4 + n], e_c[:n], e_v[:n], np.eye(3) * L, dV), 3.0))
         assert r["lowest_eV"] == pytest.approx(alone["lowest_eV"], abs=1e-10)
         assert r["bright_dark_meV"] == pytest.approx(alone["bright_dark_meV"], abs=1e-7)
-        assert r["optical_gap_eV"] == pytest.approx(alone["bright_eV"][0], abs=1e-10)
+        assert r["optical_gap_eV"] == r["lowest_eV"] and r["bright_eV"][0] == pytest.approx(alone["bright_eV"][0], abs=1e-10)
     assert rows[-1]["lowest_eV"] == pytest.approx(fine_structure(solve_bse(k, 3.0))["lowest_eV"], abs=1e-12)
     assert [r["cuts_multiplet"] for r in rows] == [False, True, False]   # k = 2 keeps one of 0.13/0.13
     with pytest.raises(QdlabError, match="outside 1…4"):

@@ -166,7 +166,8 @@ def stored_kernel(workdir: str | Path, name: str) -> BSEKernel:
 def basis_series(kernel: BSEKernel, sizes, eps: float | None = EPS_CSPBI3, tol_eV: float = 1e-3) -> list[dict]:
     """BSE basis convergence from one kernel: for each k in ``sizes`` the fine structure
     (:func:`~qdlab.electronic.bse.fine_structure`, energies eV, splittings meV) on the lowest k electron and
-    highest k hole states — subsets of the stored integrals, so the series costs no new ones.
+    highest k hole states — subsets of the stored integrals, so the series costs no new ones. The optical gap
+    is the lowest exciton's energy, as in the unit's row (the first bright one is ``bright_eV[0]``).
     ``cuts_multiplet``: the k-th and (k+1)-th electron or hole states are degenerate within ``tol_eV``
     (a basis that keeps part of a Kramers pair or multiplet; its row depends on which partner was kept).
     ``eps`` None for a kernel screened with ``eps_xyz`` (solved as stored)."""
@@ -181,8 +182,7 @@ def basis_series(kernel: BSEKernel, sizes, eps: float | None = EPS_CSPBI3, tol_e
         exc = solve_bse(kernel.subset(k, k), eps)
         fs = fine_structure(exc)
         cut = any(k < len(e) and abs(e[k] - e[k - 1]) < tol for e in (kernel.e_c, kernel.e_v))
-        rows.append({"k": k, "optical_gap_eV": fs.get("bright_eV", [float("nan")])[0], **fs,
-                     "cuts_multiplet": bool(cut)})
+        rows.append({"k": k, "optical_gap_eV": fs["lowest_eV"], **fs, "cuts_multiplet": bool(cut)})
     return rows
 
 
