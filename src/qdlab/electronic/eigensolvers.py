@@ -206,6 +206,17 @@ def _folded_ritz(S: np.ndarray, K: np.ndarray, center: float, nvec: int):
     return theta, Y @ Z
 
 
+def _ritz_residuals(V, HV, S: np.ndarray, K: np.ndarray, center: float, nvec: int, ops):
+    """The iteration's Ritz step: θ and Y (:func:`_folded_ritz`), the Ritz vectors X = V·Y and their images
+    H·X (tall blocks of ``ops``), the residuals R = H·X − X·θ and their column norms (numpy)."""
+    theta, Y = _folded_ritz(S, K, center, nvec)
+    Yd = ops.lift(Y)
+    X, HX = V @ Yd, HV @ Yd
+    R = X * ops.lift(-theta)
+    R += HX
+    return theta, Y, X, HX, R, ops.column_norms(R)
+
+
 def _grow(S: np.ndarray, K: np.ndarray, V, HV, T, HT, ops) -> tuple[np.ndarray, np.ndarray]:
     """VᴴHV = S and (HV)ᴴHV = K (numpy) extended by new columns T (orthonormal to V) with images HT."""
     ST, KT = ops.host(ops.hdot(V, HT)), ops.host(ops.hdot(HV, HT))
@@ -282,12 +293,8 @@ def folded_davidson(apply: Apply, dim: int, n_want: int, center: float, *,
         if snapshot is not None and m <= 2 * nvec:
             snapshot(ops.snapshot({"V": V, "HV": HV, "S": S, "K": K, "it": it, "n_apply": n_apply,
                                    "stalled": stalled}))
-        theta, Y = _folded_ritz(S, K, center, nvec)
-        Yd = ops.lift(Y)
-        X, HX = V @ Yd, HV @ Yd  # Ritz vectors and their images: residuals, restart and result
-        R = X * ops.lift(-theta)
-        R += HX
-        res = ops.column_norms(R)
+        # Ritz vectors and their images serve the residuals, the restart and the result
+        theta, Y, X, HX, R, res = _ritz_residuals(V, HV, S, K, center, nvec, ops)
         order = np.argsort(np.abs(theta - center))
         want = order[:n_want]
         if progress is not None:
