@@ -22,7 +22,7 @@ from ase.io import read
 
 from qdlab.store.files import write_text
 from qdlab.workflows.gap_fit import fit_on_rattles, held_out_table, rattle_geometries, run_rattles
-from qdlab.workflows.gap_validation import GapValidationSettings, dft_gap_of, plan_validation
+from qdlab.workflows.gap_validation import GapGeometry, GapValidationSettings, dft_gap_of, plan_validation
 from qdlab.workflows.phonons import PhononResult
 
 FITS = {"primary": ["eta", "strain:Pb:s", "strain:Pb:p"], "eta only": ["eta"],
@@ -58,7 +58,7 @@ def main() -> None:
         if missing:
             raise SystemExit(f"error: {run / sub} lacks {', '.join(missing)}: run the DFT first")
         for x in g:   # names r0… repeat across the two sets: prefix the set
-            geoms.append(type(x)(f"{sub}/{x.name}", x.label, x.mode, x.sign, x.atoms))
+            geoms.append(GapGeometry(f"{sub}/{x.name}", x.label, x.mode, x.sign, x.atoms))
             recs[f"{sub}/{x.name}"] = r[x.name]
     plan, chosen = plan_validation(atoms, ph.frequencies_cm1, ph.modes, ph.masses_amu, settings)
     chars = {c.index: c for c in chosen}

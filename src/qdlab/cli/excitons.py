@@ -129,8 +129,8 @@ def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (x
     """Exciton fine structure (BSE, TDA): energies, ⟨S²⟩, bright–dark splitting, spectrum plot."""
     from qdlab.electronic.bse import EPS_CSPBI3
     from qdlab.report.exciton_plots import plot_excitons
-    from qdlab.workflows.excitons import (ExcitonSettings, ExcitonUnit, basis_series, evaluate_exciton_unit, rescreen,
-                                          stored_kernel)
+    from qdlab.workflows.excitons import (ExcitonSettings, ExcitonUnit, basis_series, evaluate_exciton_unit,
+                                          solve_screened, stored_kernel)
     from qdlab.store.files import write_text
 
     sizes = _sizes(series)
@@ -145,10 +145,11 @@ def excitons_cmd(structure: Path = typer.Argument(..., help="finite structure (x
     name = structure.stem
     with console.status("states, BSE kernel, excitons…"):
         row = evaluate_exciton_unit(ExcitonUnit(name, atoms), settings, output)
-    plot = plot_excitons(rescreen(output, name, None if eps_xyz else settings.eps), output / f"{name}.excitons.png")
+    kernel, eps_used = stored_kernel(output, name), None if eps_xyz else settings.eps   # loaded once: plot and series
+    plot = plot_excitons(solve_screened(kernel, eps_used), output / f"{name}.excitons.png")
     row["plot"] = str(plot)
     if sizes:
-        row["basis_series"] = basis_series(stored_kernel(output, name), sizes, None if eps_xyz else settings.eps)
+        row["basis_series"] = basis_series(kernel, sizes, eps_used)
         write_text(output / f"{name}.basis_series.json", json.dumps(row["basis_series"], indent=1, default=float))
     if as_json:
         emit_json(row)

@@ -163,14 +163,24 @@ def stored_kernel(workdir: str | Path, name: str) -> BSEKernel:
     return kernel
 
 
-def basis_series(kernel: BSEKernel, sizes, eps: float | None = EPS_CSPBI3, tol_eV: float = 1e-3) -> list[dict]:
+def solve_screened(kernel: BSEKernel, eps: float | None = None) -> Excitons:
+    """BSE of a stored kernel with isotropic ``eps`` (None: 4.9, CsPbI3 ε∞). A kernel built with anisotropic
+    ``eps_xyz`` already holds its screened direct term: it is solved as stored (``eps`` must be None);
+    another ε needs the direct integrals again (:func:`evaluate_exciton_unit`)."""
+    if kernel.anisotropic and eps is not None:
+        raise QdlabError("this kernel was screened with anisotropic eps_xyz; rerun the unit with the new ε "
+                         "(the states are reused, the direct integrals are recomputed)")
+    return solve_bse(kernel, EPS_CSPBI3 if eps is None else eps)
+
+
+def basis_series(kernel: BSEKernel, sizes, eps: float | None = None, tol_eV: float = 1e-3) -> list[dict]:
     """BSE basis convergence from one kernel: for each k in ``sizes`` the fine structure
     (:func:`~qdlab.electronic.bse.fine_structure`, energies eV, splittings meV) on the lowest k electron and
     highest k hole states — subsets of the stored integrals, so the series costs no new ones. The optical gap
     is the lowest exciton's energy, as in the unit's row (the first bright one is ``bright_eV[0]``).
     ``cuts_multiplet``: the k-th and (k+1)-th electron or hole states are degenerate within ``tol_eV``
     (a basis that keeps part of a Kramers pair or multiplet; its row depends on which partner was kept).
-    ``eps`` None for a kernel screened with ``eps_xyz`` (solved as stored)."""
+    ``eps`` as in :func:`solve_screened`."""
     n_c, n_v = len(kernel.e_c), len(kernel.e_v)
     bad = [k for k in sizes if not 1 <= int(k) <= min(n_c, n_v)]
     if bad:
@@ -179,7 +189,7 @@ def basis_series(kernel: BSEKernel, sizes, eps: float | None = EPS_CSPBI3, tol_e
     tol = tol_eV / HARTREE_EV
     rows = []
     for k in sorted({int(k) for k in sizes}):
-        exc = solve_bse(kernel.subset(k, k), eps)
+        exc = solve_screened(kernel.subset(k, k), eps)
         fs = fine_structure(exc)
         cut = any(k < len(e) and abs(e[k] - e[k - 1]) < tol for e in (kernel.e_c, kernel.e_v))
         rows.append({"k": k, "optical_gap_eV": fs["lowest_eV"], **fs, "cuts_multiplet": bool(cut)})
@@ -187,16 +197,9 @@ def basis_series(kernel: BSEKernel, sizes, eps: float | None = EPS_CSPBI3, tol_e
 
 
 def rescreen(workdir: str | Path, name: str, eps: float | None = None) -> Excitons:
-    """BSE with another isotropic ε from the stored bare kernels of ``name`` (no states recomputed).
-
-    A kernel built with anisotropic ``eps_xyz`` already holds its screened direct term: it is solved
-    as stored (``eps`` None); another ε needs the direct integrals again (:func:`evaluate_exciton_unit`).
-    """
-    kernel = stored_kernel(workdir, name)
-    if kernel.anisotropic and eps is not None:
-        raise QdlabError("this kernel was screened with anisotropic eps_xyz; rerun the unit with the new ε "
-                         "(the states are reused, the direct integrals are recomputed)")
-    return solve_bse(kernel, EPS_CSPBI3 if eps is None else eps)
+    """BSE with another isotropic ε from the stored bare kernels of ``name`` (no states recomputed;
+    ``eps`` as in :func:`solve_screened`)."""
+    return solve_screened(stored_kernel(workdir, name), eps)
 
 
 def run_series(structures: dict[str, Atoms], settings: ExcitonSettings, workdir: str | Path,

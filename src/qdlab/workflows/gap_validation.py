@@ -141,7 +141,8 @@ def mode_characters(atoms: Atoms, frequencies_cm1: np.ndarray, modes: np.ndarray
     """:class:`ModeCharacter` of every mode (``modes`` (M, N, 3) mass-weighted, as in PhononResult)."""
     r = atoms.positions
     pb, bi, bj, off = _bonds(atoms, cutoff_A)
-    unit = (r[bj] - r[bi] + off) / np.linalg.norm(r[bj] - r[bi] + off, axis=1)[:, None]
+    bond = r[bj] - r[bi] + off
+    unit = bond / np.linalg.norm(bond, axis=1)[:, None]
     cs = np.array(atoms.get_chemical_symbols()) == "Cs"
     h = 1e-3
     out = []

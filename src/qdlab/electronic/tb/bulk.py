@@ -72,7 +72,7 @@ def gamma_edges(atoms: Atoms, params: TBParams, soc: bool = True) -> tuple[float
     if not np.all(atoms.pbc):
         raise QdlabError("gamma_edges needs a 3D-periodic cell (pbc True)")
     sys = prepare(atoms, params)
-    e = np.linalg.eigvalsh(hamiltonian(sys, np.zeros(3), soc=soc).toarray())
+    e = band_energies(sys, [np.zeros(3)], soc)[0]
     n = sys.n_electrons
     return float(e[n - 1]), float(e[n])
 
