@@ -25,6 +25,23 @@ def test_memory_estimate_refuses_in_one_line():
     assert "\n" not in msg and "GB" in msg and "limit 0.0001 GB" in msg and "memory estimate" in msg
 
 
+def test_a_gpu_run_is_refused_above_the_gpu_memory(monkeypatch):
+    """``--device cuda`` keeps the solver's blocks and the found states on the GPU: an estimate within
+    ``max_memory_GB`` but above the GPU's memory is refused in one line naming both (GPU size stubbed, so the
+    test runs without one); the CPU paths have no device limit."""
+    from qdlab.electronic.pseudopotential.engine import check_memory, device_memory_GB
+
+    assert device_memory_GB("cpu") is None and device_memory_GB("numpy") is None
+    est = memory_estimate(80**3, 24, kept=16)["total_bytes"] / 1e9
+    assert check_memory(80**3, 24, 1e3, kept=16, device_GB=est * 1.01)["total_bytes"] == pytest.approx(est * 1e9)
+    with pytest.raises(QdlabError) as err:
+        check_memory(80**3, 24, 1e3, kept=16, device_GB=est * 0.99)
+    assert "\n" not in str(err.value) and "GPU's" in str(err.value) and f"{est:.1f} GB" in str(err.value)
+    monkeypatch.setattr(engine, "device_memory_GB", lambda device: 1e-6)
+    with pytest.raises(QdlabError, match="GPU's"):
+        nanocrystal_states(PBI6, TINY.model_copy(update={"device": "cpu"}))
+
+
 def test_block_bounds_the_solver_memory():
     """160 states of the n = 3 cube at 0.5 Bohr (105³): asked at once, 168 vectors × 22 work copies
     (≈ 137 GB); with ``block`` 24 the solver holds 32 vectors and the found states are kept 5 times:

@@ -181,13 +181,29 @@ class GridStates:
     dV: float
 
 
-def check_memory(n_points: int, n_states: int, limit_GB: float, solver: str = "davidson", kept: int = 0) -> dict:
+def check_memory(n_points: int, n_states: int, limit_GB: float, solver: str = "davidson", kept: int = 0,
+                 device_GB: float | None = None) -> dict:
+    """The memory estimate, refused above ``limit_GB`` or, on a GPU (``device_GB`` its memory), above the GPU's
+    memory: with ``--device cuda`` the solver's blocks and the found states all live on the device."""
     est = memory_estimate(n_points, n_states, solver, kept)
+    what = (f"({n_points} grid points × 16 B × 2 spinor × ({n_states} vectors × {est['work_blocks']} work copies of "
+            f"{solver} + {kept} states found × {FOUND_COPIES}))")
     if est["total_bytes"] > limit_GB * 1e9:
-        raise QdlabError(f"memory estimate {est['total_bytes'] / 1e9:.1f} GB ({n_points} grid points × 16 B × 2 spinor × "
-                         f"({n_states} vectors × {est['work_blocks']} work copies of {solver} + {kept} states found "
-                         f"× {FOUND_COPIES})) exceeds the limit {limit_GB:g} GB; a smaller --block lowers the first term")
+        raise QdlabError(f"memory estimate {est['total_bytes'] / 1e9:.1f} GB {what} exceeds the limit {limit_GB:g} GB; "
+                         "a smaller --block lowers the first term")
+    if device_GB is not None and est["total_bytes"] > device_GB * 1e9:
+        raise QdlabError(f"memory estimate {est['total_bytes'] / 1e9:.1f} GB {what} exceeds the GPU's "
+                         f"{device_GB:.1f} GB; a smaller --block lowers the first term")
     return est
+
+
+def device_memory_GB(device: str) -> float | None:
+    """Total memory (GB) of a CUDA ``device`` ("cuda", "cuda:1"); None for the CPU paths."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.get_device_properties(torch.device(device)).total_memory / 1e9
 
 
 def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
@@ -203,7 +219,8 @@ def nanocrystal_states(atoms: Atoms, settings: StatesSettings | None = None,
         smaller = got if got is not None and _is_smaller_run(atoms, s, got) else None
     cell, frac = box(atoms, s.vacuum_B)
     shape = grid_shape(cell, s.spacing_B)
-    est = check_memory(int(np.prod(shape)), solver_vectors(s), s.max_memory_GB, s.solver, s.n_below + s.n_above)
+    est = check_memory(int(np.prod(shape)), solver_vectors(s), s.max_memory_GB, s.solver, s.n_below + s.n_above,
+                       device_memory_GB(s.device))
     t0 = time.perf_counter()
     w = weights(atoms, s)
     H = grid_hamiltonian(cell, frac, atoms.get_chemical_symbols(), w, s.spacing_B, r_cut=s.r_cut_B)
