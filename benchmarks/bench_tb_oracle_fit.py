@@ -7,7 +7,7 @@ fails in-sample, no training set can make it pass held out, so its failures are 
 
 The fit minimises the criterion's own measure: for every displaced geometry, (ΔE_TB − ΔE_DFT) / max(|ΔE_DFT|,
 floor), with ΔE about the undisplaced reference (floor 10 meV, so near-zero DFT changes do not dominate), by
-scipy least squares from several starts. Runs no DFT (reads a `bench_tb_vs_dft.py` records file).
+`qdlab.electronic.tb.fit.fit_params` (anchored at the reference, weighted) from several starts. Runs no DFT (reads a `bench_tb_vs_dft.py` records file).
 
     python benchmarks/bench_tb_oracle_fit.py benchmarks/data/issue18_periodic \\
         benchmarks/data/issue18_periodic/dft_records_modes.json --periodic
@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from ase.io import read
-from scipy.optimize import least_squares
 
-from qdlab.electronic.tb.fit import apply_values, current_value, default_bounds, tb_gaps
+from qdlab.electronic.tb.fit import fit_params
 from qdlab.electronic.tb.params import load_params
 from qdlab.store.files import write_text
 from qdlab.workflows.gap_validation import GapValidationSettings, dft_gap_of, plan_validation
@@ -44,22 +43,12 @@ FAMILIES = {
 CLUSTER_EXTRA = {"eta + shifts + strain + Pb-Br integrals": ["eta", *SHIFTS, *STRAIN, *PB_BR]}
 
 
-def oracle_fit(frames, dft_delta, base, names, floor, starts, seed=0):
-    """Least squares of the relative errors of the gap changes; frames[0] is the reference."""
-    x0 = np.array([current_value(base, n) for n in names])
-    lo, hi = zip(*(default_bounds(n, v) for n, v in zip(names, x0)))
-    w = 1.0 / np.maximum(np.abs(dft_delta), floor)
-
-    def resid(x):
-        g = tb_gaps(frames, apply_values(base, names, x), soc=False)
-        return (g[1:] - g[0] - dft_delta) * w
-
-    rng = np.random.default_rng(seed)
-    firsts = [np.clip(x0, lo, hi)] + [rng.uniform(lo, hi) for _ in range(starts - 1)]
-    sols = [least_squares(resid, x, bounds=(lo, hi), diff_step=1e-4) for x in firsts]
-    best = min(sols, key=lambda s: s.cost)
-    g = tb_gaps(frames, apply_values(base, names, best.x), soc=False)
-    return best, g[1:] - g[0], [float(2 * s.cost) for s in sols]
+def oracle_fit(frames, dft_gaps, base, names, floor, starts):
+    """``fit_params`` on the relative errors of the gap changes about frames[0], the reference."""
+    delta = np.abs(dft_gaps[1:] - dft_gaps[0])
+    weights = np.concatenate([[1.0], 1.0 / np.maximum(delta, floor)])
+    fit = fit_params(frames, dft_gaps, base, names, soc=False, starts=starts, anchor=0, weights=weights)
+    return fit, fit.fitted_eV[1:] - fit.fitted_eV[0]
 
 
 def main() -> None:
@@ -80,27 +69,27 @@ def main() -> None:
     geoms = [g for g in plan if g.name in recs]
     if geoms[0].name != "ref":
         raise SystemExit("error: the records lack the reference geometry")
-    ref_gap = dft_gap_of(recs["ref"]["dft"], settings)
-    dft = np.array([dft_gap_of(recs[g.name]["dft"], settings) - ref_gap for g in geoms[1:]])
+    gaps = np.array([dft_gap_of(recs[g.name]["dft"], settings) for g in geoms])
+    dft = gaps[1:] - gaps[0]
     frames = [g.atoms for g in geoms]
     base = load_params(settings.params)
     fams = FAMILIES | ({} if args.periodic else CLUSTER_EXTRA)
     out = {"floor_meV": args.floor_meV, "tolerance": args.tolerance, "families": {}}
     for label, names in fams.items():
-        sol, tb, costs = oracle_fit(frames, dft, base, names, args.floor_meV * 1e-3, args.starts)
+        fit, tb = oracle_fit(frames, gaps, base, names, args.floor_meV * 1e-3, args.starts)
         ok = (np.sign(tb) == np.sign(dft)) & (np.abs(tb / dft - 1) <= args.tolerance)
         per_mode: dict[int, list[bool]] = {}
         for g, o in zip(geoms[1:], ok):
             per_mode.setdefault(g.mode, []).append(bool(o))
         modes_ok = [next(g.label for g in geoms[1:] if g.mode == m) for m, v in per_mode.items() if all(v)]
-        print(f"\n{label}: " + ", ".join(f"{n} = {v:.3f}" for n, v in zip(names, sol.x)))
-        print(f"  starts' Σ(rel. err)²: {', '.join(f'{c:.3f}' for c in costs)}")
+        print(f"\n{label}: " + ", ".join(f"{n} = {v:.3f}" for n, v in zip(names, fit.values)))
+        print(f"  starts' Σ(rel. err)²: {', '.join(f'{c:.3f}' for c in fit.start_costs)}")
         print(f"  in-sample: sign {int((np.sign(tb) == np.sign(dft)).sum())}/{len(dft)}, within "
               f"{args.tolerance:.0%} {int(ok.sum())}/{len(dft)}, modes passing {len(modes_ok)}/{len(per_mode)} {modes_ok}")
         for g, a, b, o in zip(geoms[1:], dft, tb, ok):
             print(f"    {g.mode:4d} {g.label:14s} {'+' if g.sign > 0 else '−'} DFT {1e3 * a:+7.1f}  TB {1e3 * b:+7.1f}"
                   f"  ratio {b / a:5.2f}  {'pass' if o else ''}")
-        out["families"][label] = {"parameters": dict(zip(names, map(float, sol.x))), "start_costs": costs,
+        out["families"][label] = {"parameters": dict(zip(names, fit.values)), "start_costs": list(fit.start_costs),
                                   "n_pass": int(ok.sum()), "modes_passing": modes_ok,
                                   "rows": [{"geometry": g.name, "label": g.label, "dft_delta_meV": 1e3 * a,
                                             "tb_delta_meV": 1e3 * b, "pass": bool(o)}

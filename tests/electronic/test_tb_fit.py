@@ -36,6 +36,29 @@ def test_fit_recovers_eta_and_shift():
     assert rel.values[0] == pytest.approx(3.0, abs=1e-2)                     # an offset does not matter
 
 
+def test_anchored_weighted_fit_recovers_eta_and_weights_change_the_optimum():
+    """``anchor``: changes about one training frame (held-out frames skipped when locating it); ``weights`` scale
+    the residuals: an exact model is recovered whatever the weights (ref + an offset, η = 3 to 1e-2); an
+    inexact one (η alone against η + Br p shift data) lands elsewhere when one frame dominates the weights."""
+    base = load_params("CsPbBr3-kashikar")
+    frames = _frames()
+    ref = tb_gaps(frames, base.with_changes(eta=3.0)) + 0.7
+    held = np.zeros(len(frames), bool)
+    held[0] = True
+    w = np.linspace(1.0, 20.0, len(frames))
+    res = fit_params(frames, ref, base, ["eta"], held_out=held, anchor=2, weights=w)
+    assert res.values[0] == pytest.approx(3.0, abs=1e-2)
+    wrong = tb_gaps(frames, base.with_changes(eta=3.0, shifts={"Br": {"p": 0.4}}))
+    even = fit_params(frames, wrong, base, ["eta"], anchor=0).values[0]
+    tilted = fit_params(frames, wrong, base, ["eta"], anchor=0, weights=np.r_[1.0, 1e3, np.ones(len(frames) - 2)])
+    assert abs(tilted.values[0] - even) > 1e-3
+    g = tilted.fitted_eV
+    assert (g[1] - g[0]) == pytest.approx(wrong[1] - wrong[0], abs=1e-4)    # the heavy frame is matched
+    for bad in ({"anchor": 0, "held_out": held}, {"anchor": 1, "relative": False}, {"anchor": 99}):
+        with pytest.raises(QdlabError, match="anchor"):
+            fit_params(frames, ref, base, ["eta"], **bad)
+
+
 def test_fit_bad_names():
     with pytest.raises(QdlabError, match="shift:ELEMENT:ORBITAL"):
         fit_params(_frames(3), np.ones(3), load_params("CsPbBr3-kashikar"), ["shift:Br:s"])

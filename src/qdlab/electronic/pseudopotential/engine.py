@@ -188,12 +188,13 @@ def check_memory(n_points: int, n_states: int, limit_GB: float, solver: str = "d
     est = memory_estimate(n_points, n_states, solver, kept)
     what = (f"({n_points} grid points × 16 B × 2 spinor × ({n_states} vectors × {est['work_blocks']} work copies of "
             f"{solver} + {kept} states found × {FOUND_COPIES}))")
-    if est["total_bytes"] > limit_GB * 1e9:
-        raise QdlabError(f"memory estimate {est['total_bytes'] / 1e9:.1f} GB {what} exceeds the limit {limit_GB:g} GB; "
-                         "a smaller --block lowers the first term")
-    if device_GB is not None and est["total_bytes"] > device_GB * 1e9:
-        raise QdlabError(f"memory estimate {est['total_bytes'] / 1e9:.1f} GB {what} exceeds the GPU's "
-                         f"{device_GB:.1f} GB; a smaller --block lowers the first term")
+    caps = [(limit_GB, f"the limit {limit_GB:g} GB")]
+    if device_GB is not None:
+        caps.append((device_GB, f"the GPU's {device_GB:.1f} GB"))
+    for cap, name in caps:
+        if est["total_bytes"] > cap * 1e9:
+            raise QdlabError(f"memory estimate {est['total_bytes'] / 1e9:.1f} GB {what} exceeds {name}; "
+                             "a smaller --block lowers the first term")
     return est
 
 

@@ -23,7 +23,7 @@ from qdlab.errors import QdlabError
 _BOND_KEYS = ("ss_sigma", "sp_sigma", "ps_sigma", "pp_sigma", "pp_pi")
 
 
-def apply_values(base: TBParams, names: list[str], x: np.ndarray) -> TBParams:
+def _apply(base: TBParams, names: list[str], x: np.ndarray) -> TBParams:
     """``base`` with the named parameters set to ``x``: ``eta``; ``shift:El:orb`` (undercoordination
     shift); ``strain:El:orb`` (κ of the on-site strain term); ``onsite:El:orb`` (on-site energy);
     ``bond:A-B:key`` (two-centre integral at d0, for the pair as the set stores it)."""
@@ -49,7 +49,7 @@ def apply_values(base: TBParams, names: list[str], x: np.ndarray) -> TBParams:
                    bonds=tuple(replace(b, V_eV=bonds["-".join(b.pair)]) for b in base.bonds))
 
 
-def current_value(base: TBParams, name: str) -> float:
+def _current(base: TBParams, name: str) -> float:
     """The value of a fit parameter in ``base`` (the fit's start)."""
     if name == "eta":
         return base.eta
@@ -63,7 +63,7 @@ def current_value(base: TBParams, name: str) -> float:
     return next(b.V_eV.get(key, 0.0) for b in base.bonds if "-".join(b.pair) == what)
 
 
-def default_bounds(name: str, x0: float) -> tuple[float, float]:
+def _default_bounds(name: str, x0: float) -> tuple[float, float]:
     """η ∈ [0, 8]; shifts ∈ [−3, 3] eV; strain κ ∈ [−5, 5] eV; on-site energies start ± 5 eV; bond integrals
     start ± 3 eV."""
     kind = name.split(":")[0]
@@ -129,15 +129,18 @@ def tb_gaps(frames: list[Atoms], params: TBParams, soc: bool = True) -> np.ndarr
 
 def fit_params(frames: list[Atoms], reference_eV, base: TBParams, names=("eta",), *, relative: bool = True,
                held_out=None, soc: bool = True, bounds: dict | None = None, starts: int = 1,
-               seed: int = 0) -> FitResult:
+               seed: int = 0, anchor: int | None = None, weights=None) -> FitResult:
     """Least-squares fit of ``names`` (``eta``, ``shift:El:orb``, ``onsite:El:orb``, ``bond:A-B:key``; see
-    :func:`apply_values`) to the reference gaps of ``frames``; default bounds :func:`default_bounds`.
+    :func:`_apply`) to the reference gaps of ``frames``; default bounds :func:`_default_bounds`.
 
     ``starts`` > 1: also start from ``starts − 1`` points drawn uniformly within the bounds (``seed``) and
     keep the lowest training cost; the cost of every start is in ``FitResult.start_costs``. On a 20-atom
     CsPbBr3 cluster with 4 parameters, sub-meV changes of the DFT gaps sent a single start to different
     local minima (training RMSE 117–124 meV, held-out 4 vs 7 of 12 within 30 %); 12 starts agreed on one
-    (94 meV)."""
+    (94 meV).
+
+    ``anchor`` (with ``relative``): the changes are taken about that training frame instead of the training mean;
+    ``weights``: one factor per frame on its residual (1/|ΔE| makes the fit minimise relative errors)."""
     from scipy.optimize import least_squares
 
     names = list(names)
@@ -149,22 +152,28 @@ def fit_params(frames: list[Atoms], reference_eV, base: TBParams, names=("eta",)
     if train.sum() < len(names) + (1 if relative else 0):
         raise QdlabError(f"{int(train.sum())} training structures cannot fix {len(names)} parameter(s)"
                          + (" in a relative fit" if relative else ""))
-    x0 = np.array([current_value(base, n) for n in names])
+    x0 = np.array([_current(base, n) for n in names])
     b = bounds or {}
-    lo = [b.get(n, default_bounds(n, v))[0] for n, v in zip(names, x0)]
-    hi = [b.get(n, default_bounds(n, v))[1] for n, v in zip(names, x0)]
+    lo = [b.get(n, _default_bounds(n, v))[0] for n, v in zip(names, x0)]
+    hi = [b.get(n, _default_bounds(n, v))[1] for n, v in zip(names, x0)]
     tr = [f for f, t in zip(frames, train) if t]
+    w = np.ones(len(frames)) if weights is None else np.asarray(weights, float)
+    if anchor is not None and not (relative and 0 <= anchor < len(frames) and train[anchor]):
+        raise QdlabError(f"anchor {anchor} must be a training frame of a relative fit")
+    a = None if anchor is None else int(np.count_nonzero(train[:anchor]))
 
     def resid(x):
-        g = tb_gaps(tr, apply_values(base, names, x), soc)
+        g = tb_gaps(tr, _apply(base, names, x), soc)
         r = ref[train]
-        return (g - g.mean()) - (r - r.mean()) if relative else g - r
+        if relative:
+            g, r = (g - g.mean(), r - r.mean()) if a is None else (g - g[a], r - r[a])
+        return (g - r) * w[train]
 
     rng = np.random.default_rng(seed)
     firsts = [np.clip(x0, lo, hi)] + [rng.uniform(lo, hi) for _ in range(max(int(starts), 1) - 1)]
     sols = [least_squares(resid, x, bounds=(lo, hi), diff_step=1e-4, x_scale=1.0) for x in firsts]
     sol = min(sols, key=lambda r: r.cost)
-    fitted = apply_values(base, names, sol.x)
+    fitted = _apply(base, names, sol.x)
     return FitResult(fitted, tuple(names), tuple(float(v) for v in sol.x), tuple(float(v) for v in x0), relative, ref,
                      tb_gaps(frames, fitted, soc), tb_gaps(frames, base, soc), train,
                      tuple(float(2 * r.cost) for r in sols))
